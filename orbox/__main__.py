@@ -1,0 +1,3 @@
+from orbox.cli import main
+
+main()

@@ -1,0 +1,36 @@
+"""`orbox <group> <command>`: the single entry point of the distribution."""
+
+from __future__ import annotations
+
+import click
+
+from orbox import __version__
+from orbox.lazy_group import LazyGroup
+
+COMMANDS = {
+    "dehaze": "kernels.cli:dehaze",
+    "profile": "hw_profiles.cli:profile",
+    "quantize": "quantize.cli:quantize",
+    "keygen": "quantize.cli:keygen",
+    "serve": "appliance.cli:serve",
+    "api-keys": "appliance.cli:api_keys",
+    "audit": "appliance.cli:audit",
+    "mcu-sim": "appliance.cli:mcu_sim",
+    "image": "image_build.cli:image",
+    "demo": "orbox.demo:demo",
+}
+
+
+@click.group(cls=LazyGroup, lazy_subcommands=COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="orbox")
+def cli() -> None:
+    """orbox: on-premises AI for the operating room.
+
+    Quantize models for a box SKU, dehaze laparoscope video, build images and serve
+    the box's local OpenAI-compatible API.
+    """
+
+
+def main() -> None:
+    cli()

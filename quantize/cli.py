@@ -1,0 +1,52 @@
+"""`orbox quantize ...` and `orbox keygen`: the vendor-side toolchain commands."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from orbox.lazy_group import LazyGroup
+
+SUBCOMMANDS = {
+    "llm": "quantize.llm_cli:llm",
+    "bench": "quantize.llm_cli:bench",
+    "encoder": "quantize.encoder_cli:encoder",
+    "encoder-bench": "quantize.encoder_cli:encoder_bench",
+}
+
+
+@click.group(cls=LazyGroup, lazy_subcommands=SUBCOMMANDS)
+def quantize() -> None:
+    """Turn Hugging Face checkpoints into gated, signed artifact bundles for a box profile."""
+
+
+@quantize.command("verify")
+@click.argument("bundle_dir", type=click.Path(file_okay=False))
+@click.option("--pubkey", type=click.Path(dir_okay=False), help="ed25519 public key (PEM); checks the signature.")
+def verify(bundle_dir: str, pubkey: str | None) -> None:
+    """Check a bundle's signature (with --pubkey) and the sha256 of every artifact."""
+    from quantize.manifest import BundleError, verify_bundle
+
+    try:
+        problems = verify_bundle(bundle_dir, pubkey)
+    except BundleError as exc:
+        problems = [str(exc)]
+    for problem in problems:
+        click.echo(f"FAIL {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"OK {bundle_dir}: every artifact matches its manifest" + (" and the signature is valid" if pubkey else ""))
+
+
+@click.command("keygen")
+@click.argument("prefix", type=click.Path(dir_okay=False))
+def keygen(prefix: str) -> None:
+    """Write PREFIX.key (ed25519, PEM PKCS#8) and PREFIX.pub (PEM SubjectPublicKeyInfo)."""
+    from quantize.manifest import BundleError, generate_keypair
+
+    try:
+        key_path, pub_path = generate_keypair(prefix)
+    except BundleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {key_path} (keep secret) and {pub_path}")
