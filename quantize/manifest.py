@@ -16,10 +16,8 @@ Determinism: the manifest holds no wall-clock time unless SOURCE_DATE_EPOCH is u
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,36 +25,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from orbox.artifacts import FileDigest, file_digest, verify_artifact
 from orbox.atomic import atomic_write_bytes
+
+__all__ = ["FileDigest", "file_digest", "verify_artifact"]  # re-exported: one module for bundle code
 
 SCHEMA = "orbox.bundle/1"
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.json.sig"
-_CHUNK = 1 << 20
 
 
 class BundleError(Exception):
     """A bundle, manifest or key is missing, malformed or does not verify."""
-
-
-@dataclass(frozen=True)
-class FileDigest:
-    sha256: str
-    size: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "size": self.size}
-
-
-def file_digest(path: str | os.PathLike) -> FileDigest:
-    """Streaming sha256 and size of a file (constant memory, any size)."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return FileDigest(digest.hexdigest(), size)
 
 
 def canonical_json(document: Any) -> bytes:
@@ -244,16 +224,3 @@ def verify_bundle(bundle_dir: str | os.PathLike, pubkey_path: str | os.PathLike 
     for relpath, entry in sorted(manifest["artifacts"].items()):
         problems.extend(verify_artifact(root, relpath, entry))
     return problems
-
-
-def verify_artifact(bundle_dir: str | os.PathLike, relpath: str, entry: dict[str, Any]) -> list[str]:
-    """Check one artifact against its manifest entry (also used by the box before loading)."""
-    path = Path(bundle_dir) / relpath
-    if not path.is_file():
-        return [f"{path}: listed in the manifest but missing"]
-    actual = file_digest(path)
-    if actual.size != entry.get("size"):
-        return [f"{path}: size {actual.size} bytes, manifest says {entry.get('size')}"]
-    if actual.sha256 != entry.get("sha256"):
-        return [f"{path}: sha256 {actual.sha256}, manifest says {entry.get('sha256')}"]
-    return []

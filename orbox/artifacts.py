@@ -1,0 +1,49 @@
+"""Artifact integrity: streaming sha256 and the check against a manifest entry.
+
+Lives outside `quantize` because the box (appliance) verifies every artifact before loading it
+and must not import the vendor toolchain. ext4 does not protect file contents: a flipped byte
+in a model is read back silently, so this check is the only line of defence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileDigest:
+    sha256: str
+    size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "size": self.size}
+
+
+def file_digest(path: str | os.PathLike) -> FileDigest:
+    """Streaming sha256 and size of a file (constant memory, any size)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return FileDigest(digest.hexdigest(), size)
+
+
+def verify_artifact(bundle_dir: str | os.PathLike, relpath: str, entry: dict[str, Any]) -> list[str]:
+    """Check one artifact against its manifest entry (also used by the box before loading)."""
+    path = Path(bundle_dir) / relpath
+    if not path.is_file():
+        return [f"{path}: listed in the manifest but missing"]
+    actual = file_digest(path)
+    if actual.size != entry.get("size"):
+        return [f"{path}: size {actual.size} bytes, manifest says {entry.get('size')}"]
+    if actual.sha256 != entry.get("sha256"):
+        return [f"{path}: sha256 {actual.sha256}, manifest says {entry.get('sha256')}"]
+    return []
