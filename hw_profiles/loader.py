@@ -1,0 +1,74 @@
+"""Finding, parsing and validating profile TOML files, with errors that name the file, the key and why."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from hw_profiles.errors import Problem, ProfileError
+from hw_profiles.models import KeyedError, Profile
+
+PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
+
+
+def list_profiles() -> list[str]:
+    """Names of the profiles shipped with orbox, sorted."""
+    return sorted(path.stem for path in PROFILES_DIR.glob("*.toml"))
+
+
+def resolve_profile_path(name_or_path: str | os.PathLike) -> Path:
+    """A shipped profile's name, or a path to a .toml file, to the file to read."""
+    text = os.fspath(name_or_path)
+    if text.endswith(".toml") or os.sep in text or "/" in text:
+        return Path(text)
+    path = PROFILES_DIR / f"{text}.toml"
+    if not path.is_file():
+        raise ProfileError([Problem(text, "", f"no such profile; shipped profiles are {', '.join(list_profiles())} "
+                                              "(or give a path to a .toml file)")])
+    return path
+
+
+def load_profile(name_or_path: str | os.PathLike) -> Profile:
+    """Load and validate a profile by shipped name ("dev") or file path. Raises ProfileError listing every fault."""
+    path = resolve_profile_path(name_or_path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ProfileError([Problem(str(path), "", f"cannot read the file ({exc.strerror or exc})")]) from exc
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ProfileError([Problem(str(path), "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError([Problem(str(path), "", f"malformed TOML: {exc}")]) from exc
+    return parse_profile(document, str(path))
+
+
+def parse_profile(document: dict[str, Any], source: str) -> Profile:
+    """Validate an already-parsed TOML document; `source` names it in errors."""
+    try:
+        return Profile.model_validate(document)
+    except ValidationError as exc:
+        raise ProfileError([_problem(source, error) for error in exc.errors()]) from exc
+
+
+def _problem(source: str, error: dict[str, Any]) -> Problem:
+    """One pydantic error as file + dotted key + a reason that says what was expected and what was found."""
+    loc = [str(part) for part in error["loc"]]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, KeyedError):
+        return Problem(source, ".".join([*loc, cause.key]), str(cause))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return Problem(source, ".".join(loc), "unknown key (check the spelling; the schema is closed)")
+    if kind == "missing":
+        return Problem(source, ".".join(loc), "required key is missing")
+    message = error["msg"].removeprefix("Value error, ")
+    if kind != "value_error" and "input" in error:
+        found = error["input"]
+        message += f"; found {type(found).__name__} {found!r}"
+    return Problem(source, ".".join(loc), message)
