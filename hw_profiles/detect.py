@@ -1,4 +1,4 @@
-"""Reading the machine we run on: CPU flags and cores, RAM, accelerators, thermal zones, watchdogs, serial ports.
+"""Reading the machine: CPU flags and cores, RAM, accelerators, thermal zones, watchdogs, serial ports.
 
 hw_profiles also runs on the vendor's build host, where onnxruntime, openvino, llama_cpp, psutil or
 pyserial may be absent: each probe then reports None ("unknown") and says why in `notes`, instead of
@@ -174,7 +174,7 @@ def _accelerator_kinds(dev_root: Path, sys_root: Path, providers: list[str] | No
 
 def detect_machine(*, proc_root: str | os.PathLike = "/proc", sys_root: str | os.PathLike = "/sys",
                    dev_root: str | os.PathLike = "/dev", probe_runtimes: bool = True) -> MachineInfo:
-    """Describe this machine. `probe_runtimes=False` skips onnxruntime/OpenVINO/llama.cpp (fast, no imports)."""
+    """Describe this machine. `probe_runtimes=False` skips onnxruntime, OpenVINO and llama.cpp (fast)."""
     proc_root, sys_root, dev_root = Path(proc_root), Path(sys_root), Path(dev_root)
     notes: list[str] = []
     cpuinfo = _read_text(proc_root / "cpuinfo")

@@ -18,7 +18,7 @@ class Problem:
 
 
 class ProfileError(Exception):
-    """A profile is missing, malformed or impossible. `problems` lists every fault found, not just the first."""
+    """A profile is missing, malformed or impossible. `problems` lists every fault, not just the first."""
 
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)

@@ -27,13 +27,14 @@ def resolve_profile_path(name_or_path: str | os.PathLike) -> Path:
         return Path(text)
     path = PROFILES_DIR / f"{text}.toml"
     if not path.is_file():
-        raise ProfileError([Problem(text, "", f"no such profile; shipped profiles are {', '.join(list_profiles())} "
+        shipped = ", ".join(list_profiles())
+        raise ProfileError([Problem(text, "", f"no such profile; shipped profiles are {shipped} "
                                               "(or give a path to a .toml file)")])
     return path
 
 
 def load_profile(name_or_path: str | os.PathLike) -> Profile:
-    """Load and validate a profile by shipped name ("dev") or file path. Raises ProfileError listing every fault."""
+    """Load and validate a profile by shipped name ("dev") or file path; ProfileError lists every fault."""
     path = resolve_profile_path(name_or_path)
     try:
         raw = path.read_bytes()
@@ -42,7 +43,8 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     try:
         document = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ProfileError([Problem(str(path), "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]) from exc
+        problem = Problem(str(path), "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+        raise ProfileError([problem]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError([Problem(str(path), "", f"malformed TOML: {exc}")]) from exc
     return parse_profile(document, str(path))

@@ -90,8 +90,8 @@ class CpuSpec(_Section):
         for field in ("video_cores", "llm_cores", "system_cores"):
             missing = [core for core in getattr(self, field) if core >= self.physical_cores]
             if missing:
-                raise KeyedError(field, f"reserves core(s) {missing}, but physical_cores = {self.physical_cores} "
-                                        f"(valid ids 0..{self.physical_cores - 1})")
+                raise KeyedError(field, f"reserves core(s) {missing}, but physical_cores = "
+                                        f"{self.physical_cores} (valid ids 0..{self.physical_cores - 1})")
         shared = sorted(set(self.video_cores) & set(self.llm_cores))
         if shared:
             raise KeyedError("llm_cores", f"core(s) {shared} are also video_cores; video must never share "
@@ -149,7 +149,8 @@ class AcceleratorSpec(_Section):
     def _providers_named_and_cpu_last_resort(cls, providers: list[str]) -> list[str]:
         for provider in providers:
             if not re.fullmatch(r"[A-Za-z0-9]+ExecutionProvider", provider):
-                raise ValueError(f"{provider!r} is not an onnxruntime provider name (e.g. CPUExecutionProvider)")
+                raise ValueError(f"{provider!r} is not an onnxruntime provider name "
+                                 "(e.g. CPUExecutionProvider)")
         _unique(providers, "provider")
         if "CPUExecutionProvider" not in providers:
             raise ValueError("must include CPUExecutionProvider as the fallback")
@@ -172,11 +173,12 @@ class AcceleratorSpec(_Section):
         if self.openvino_device:
             needed = OPENVINO_DEVICE_NEEDS_KIND.get(self.openvino_device.split(".")[0])
             if needed and needed not in self.kinds:
-                raise KeyedError("openvino_device", f"{self.openvino_device} needs accelerator kind {needed!r} "
-                                                    f"in kinds (kinds = {self.kinds})")
+                raise KeyedError("openvino_device", f"{self.openvino_device} needs accelerator kind "
+                                                    f"{needed!r} in kinds (kinds = {self.kinds})")
         if self.llm_gpu_layers != 0 and not set(self.kinds) & set(GPU_OFFLOAD_KINDS):
-            raise KeyedError("llm_gpu_layers", f"{self.llm_gpu_layers} layers offloaded, but kinds has no GPU "
-                                               f"({', '.join(GPU_OFFLOAD_KINDS)}); use 0 on a CPU-only box")
+            gpus = ", ".join(GPU_OFFLOAD_KINDS)
+            raise KeyedError("llm_gpu_layers", f"{self.llm_gpu_layers} layers offloaded, but kinds has no "
+                                               f"GPU ({gpus}); use 0 on a CPU-only box")
         return self
 
 
@@ -197,14 +199,16 @@ class LlmSpec(_Section):
     def _known_types(cls, types: list[str]) -> list[str]:
         for gguf_type in types:
             if gguf_type not in GGUF_BITS_PER_WEIGHT:
-                raise ValueError(f"unknown GGUF type {gguf_type!r}; expected one of {sorted(GGUF_BITS_PER_WEIGHT)}")
+                raise ValueError(f"unknown GGUF type {gguf_type!r}; "
+                                 f"expected one of {sorted(GGUF_BITS_PER_WEIGHT)}")
         return _unique(types, "type")
 
     @field_validator("kv_cache_type")
     @classmethod
     def _known_kv_type(cls, kv_type: str) -> str:
         if kv_type not in KV_BYTES_PER_ELEMENT:
-            raise ValueError(f"unknown KV cache type {kv_type!r}; expected one of {sorted(KV_BYTES_PER_ELEMENT)}")
+            raise ValueError(f"unknown KV cache type {kv_type!r}; "
+                             f"expected one of {sorted(KV_BYTES_PER_ELEMENT)}")
         return kv_type
 
     @model_validator(mode="after")
@@ -219,8 +223,8 @@ class LlmSpec(_Section):
         if below:
             raise KeyedError("gguf_types", f"{below} are below the floor {self.floor_type!r}")
         if self.kv_cache_type.startswith("q") and not self.flash_attn:
-            raise KeyedError("kv_cache_type", f"{self.kv_cache_type!r} is quantized; llama.cpp needs flash_attn = "
-                                              "true for a quantized KV cache")
+            raise KeyedError("kv_cache_type", f"{self.kv_cache_type!r} is quantized; llama.cpp needs "
+                                              "flash_attn = true for a quantized KV cache")
         if self.batch > self.context_length:
             raise KeyedError("batch", f"{self.batch} is larger than context_length = {self.context_length}")
         return self
@@ -265,8 +269,8 @@ class ThermalSpec(_Section):
             if names.count(band.name) > 1:
                 raise KeyedError(f"bands.{index}.name", f"band name {band.name!r} is used twice")
             if index and band.enter_c <= self.bands[index - 1].enter_c:
-                raise KeyedError(f"bands.{index}.enter_c", f"{band.enter_c} must be above the previous band's "
-                                                          f"enter_c = {self.bands[index - 1].enter_c}")
+                raise KeyedError(f"bands.{index}.enter_c", f"{band.enter_c} must be above the previous "
+                                                          f"band's enter_c = {self.bands[index - 1].enter_c}")
             if index and band.exit_c <= self.bands[index - 1].exit_c:
                 raise KeyedError(f"bands.{index}.exit_c", f"{band.exit_c} must be above the previous band's "
                                                          f"exit_c = {self.bands[index - 1].exit_c}")
@@ -346,6 +350,6 @@ class Profile(_Section):
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the canonical JSON of every field: lets a manifest or an answer name the exact profile."""
+        """sha256 of the canonical JSON of every field, so a manifest or an answer names the exact profile."""
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()

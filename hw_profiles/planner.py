@@ -61,7 +61,9 @@ class ModelShape:
         attention = self.hidden * (q_out + 2 * kv_out) + q_out * self.hidden
         if self.attention_bias:
             attention += q_out + 2 * kv_out
-        mlp = 3 * self.hidden * self.intermediate + (2 * self.intermediate + self.hidden if self.mlp_bias else 0)
+        mlp = 3 * self.hidden * self.intermediate
+        if self.mlp_bias:
+            mlp += 2 * self.intermediate + self.hidden
         norms = 2 * self.hidden + (2 * self.head_dim if self.family == "qwen3" else 0)
         embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
         return self.layers * (attention + mlp + norms) + embeddings + self.hidden
@@ -124,7 +126,8 @@ def model_shape(config: dict[str, Any]) -> ModelShape:
     """Read the shape of a llama, mistral, qwen2 or qwen3 decoder from its config.json contents."""
     architectures = config.get("architectures") or []
     family = ARCHITECTURES.get(architectures[0]) if architectures else None
-    family = family or (config.get("model_type") if config.get("model_type") in ARCHITECTURES.values() else None)
+    if family is None and config.get("model_type") in ARCHITECTURES.values():
+        family = config["model_type"]
     if family is None:
         raise ModelConfigError(f"config.json field 'architectures': expected one of {sorted(ARCHITECTURES)}, "
                                f"found {architectures!r} (model_type {config.get('model_type')!r})")
@@ -180,7 +183,8 @@ def plan_llm(model_config: dict[str, Any], profile: Profile, context: int | None
     if context < 1:
         raise PlanError(f"context must be a positive number of tokens, found {context}")
     if shape.max_context is not None and context > shape.max_context:
-        raise PlanError(f"context {context} is longer than the model's max_position_embeddings {shape.max_context}")
+        raise PlanError(f"context {context} is longer than the model's max_position_embeddings "
+                        f"{shape.max_context}")
     budget = profile.memory.llm_budget_mb * MIB
     kv = kv_cache_bytes(shape, context, llm.parallel, llm.kv_cache_type)
     overhead = overhead_bytes(shape, context, llm.parallel, llm.batch, llm.flash_attn)
@@ -198,24 +202,25 @@ def plan_llm(model_config: dict[str, Any], profile: Profile, context: int | None
         over = floor.total_bytes - budget
         raise PlanError(
             f"{shape.family} model with {shape.params / 1e9:.2f} B parameters does not fit profile "
-            f"{profile.name!r}: even the floor type {llm.floor_type} needs {_mib(floor.total_bytes)} "
-            f"(weights {_mib(floor.weight_bytes)} + KV {_mib(kv)} + overhead {_mib(overhead)}), "
-            f"{_mib(over)} ({100 * over / budget:.1f} %) over the LLM budget of {_mib(budget)}. "
-            f"Use a smaller model, a shorter --context than {context}, or fewer parallel sequences "
-            f"than {llm.parallel}.", plan)
+            f"{profile.name!r}: even the floor type {llm.floor_type} needs {mib(floor.total_bytes)} "
+            f"(weights {mib(floor.weight_bytes)} + KV {mib(kv)} + overhead {mib(overhead)}), "
+            f"{mib(over)} ({100 * over / budget:.1f} %) over the LLM budget of {mib(budget)}. "
+            f"Use a smaller model or a shorter --context than {context}"
+            + (f", or fewer parallel sequences than {llm.parallel}." if llm.parallel > 1 else "."), plan)
     return plan
 
 
 def _reason(rows: list[PlanRow], chosen: PlanRow | None, budget: int) -> str:
     if chosen is None:
-        return f"nothing fits the budget of {_mib(budget)}"
+        return f"nothing fits the budget of {mib(budget)}"
     skipped = rows[: rows.index(chosen)]
-    reason = f"{chosen.gguf_type} fits: {_mib(chosen.total_bytes)} of {_mib(budget)}"
+    reason = f"{chosen.gguf_type} fits: {mib(chosen.total_bytes)} of {mib(budget)}"
     if not skipped:
         return reason + "; it is the profile's first choice"
     return reason + "; more preferred types do not fit (" + "; ".join(
-        f"{row.gguf_type} needs {_mib(row.total_bytes)}" for row in skipped) + ")"
+        f"{row.gguf_type} needs {mib(row.total_bytes)}" for row in skipped) + ")"
 
 
-def _mib(size: int) -> str:
+def mib(size: int) -> str:
+    """Bytes as whole MiB, the one rounding used in every planner message and table."""
     return f"{size / MIB:,.0f} MiB"

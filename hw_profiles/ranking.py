@@ -35,9 +35,11 @@ def judge(profile: Profile, machine: MachineInfo) -> ProfileFit:
     if cpu.arch != machine.arch:
         reasons.append(f"needs {cpu.arch}; this CPU is {machine.arch}")
     else:  # another architecture's flags would only repeat the same reason
-        reasons.extend(f"needs {flag}; this CPU lacks it" for flag in cpu.isa_flags if flag not in machine.isa_flags)
+        missing = [flag for flag in cpu.isa_flags if flag not in machine.isa_flags]
+        reasons.extend(f"needs {flag}; this CPU lacks it" for flag in missing)
     if cpu.physical_cores > machine.physical_cores:
-        reasons.append(f"needs {cpu.physical_cores} physical cores; this machine has {machine.physical_cores}")
+        reasons.append(f"needs {cpu.physical_cores} physical cores; "
+                       f"this machine has {machine.physical_cores}")
     needed_mb = profile.memory.committed_mb
     if needed_mb > machine.memory_total_mb:
         reasons.append(f"needs {needed_mb} MiB of RAM for its reservations and budgets; this machine has "
