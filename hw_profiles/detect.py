@@ -197,7 +197,8 @@ def detect_machine(*, proc_root: str | os.PathLike = "/proc", sys_root: str | os
         openvino_devices=openvino_devices,
         llm_gpu_offload=_llm_gpu_offload(notes) if probe_runtimes else None,
         thermal_zones=read_thermal_zones(sys_root / "class" / "thermal"),
-        watchdog_devices=sorted(str(path) for path in dev_root.glob("watchdog*")),
+        # Named as on the box ("/dev/watchdog0"), whatever root was probed, to compare with profiles.
+        watchdog_devices=sorted(f"/dev/{path.name}" for path in dev_root.glob("watchdog*")),
         serial_ports=_serial_ports(notes),
         notes=notes,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,31 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     except OSError as exc:
         raise ProfileError([Problem(str(path), "", f"cannot read the file ({exc.strerror or exc})")]) from exc
     try:
-        document = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         problem = Problem(str(path), "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")
         raise ProfileError([problem]) from exc
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ProfileError([Problem(str(path), "", f"malformed TOML: {exc}")]) from exc
+        raise ProfileError([Problem(str(path), _key_at_error(text, str(exc)), f"malformed TOML: {exc}")]) from exc
     return parse_profile(document, str(path))
+
+
+def _key_at_error(text: str, message: str) -> str:
+    """The dotted key on the line tomllib complains about ("" when the line holds no key)."""
+    match = re.search(r"at line (\d+)", message)
+    if not match:
+        return ""
+    lines = text.splitlines()[: int(match.group(1))]
+    if not lines:
+        return ""
+    table = next((m.group(1) for line in reversed(lines[:-1])
+                  if (m := re.match(r"\s*\[+\s*([A-Za-z0-9_.-]+)\s*\]+", line))), "")
+    key = re.match(r"\s*([A-Za-z0-9_.-]+)\s*=", lines[-1])
+    if key is None:
+        return table
+    return f"{table}.{key.group(1)}" if table else key.group(1)
 
 
 def parse_profile(document: dict[str, Any], source: str) -> Profile:
