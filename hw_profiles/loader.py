@@ -49,7 +49,8 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ProfileError([Problem(str(path), _key_at_error(text, str(exc)), f"malformed TOML: {exc}")]) from exc
+        problem = Problem(str(path), _key_at_error(text, str(exc)), f"malformed TOML: {exc}")
+        raise ProfileError([problem]) from exc
     return parse_profile(document, str(path))
 
 
