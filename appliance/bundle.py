@@ -1,0 +1,68 @@
+"""The box's read-only view of an artifact bundle: find an artifact, check its sha256, or refuse it.
+
+The box never imports the vendor toolchain (quantize), so it reads manifest.json itself and
+checks each file with `orbox.artifacts.verify_artifact` right before a worker loads it: ext4 does
+not protect file contents, and a flipped byte in a model is otherwise read back silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orbox.artifacts import file_digest, verify_artifact
+
+MANIFEST_NAME = "manifest.json"
+
+
+class ArtifactRefused(Exception):
+    """An artifact is missing from the bundle, or its bytes do not match the manifest."""
+
+
+@dataclass(frozen=True)
+class CheckedArtifact:
+    path: Path
+    relpath: str
+    sha256: str
+    entry: dict[str, Any]
+
+
+def read_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
+    path = Path(bundle_dir) / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise ArtifactRefused(f"{path}: missing; expected a bundle directory with {MANIFEST_NAME}") from exc
+    except (OSError, ValueError) as exc:
+        raise ArtifactRefused(f"{path}: unreadable or not JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), dict):
+        raise ArtifactRefused(f"{path}: field 'artifacts' must be an object")
+    return manifest
+
+
+def manifest_sha256(bundle_dir: str | os.PathLike) -> str | None:
+    path = Path(bundle_dir) / MANIFEST_NAME
+    return file_digest(path).sha256 if path.is_file() else None
+
+
+def checked_llm_gguf(bundle_dir: str | os.PathLike, preference: list[str]) -> CheckedArtifact:
+    """The bundle's GGUF of the most preferred quant type, after its sha256 check."""
+    manifest = read_manifest(bundle_dir)
+    candidates = {relpath: entry for relpath, entry in manifest["artifacts"].items()
+                  if isinstance(entry, dict) and entry.get("kind") == "gguf" and entry.get("role", "llm") == "llm"}
+    if not candidates:
+        raise ArtifactRefused(f"{Path(bundle_dir) / MANIFEST_NAME}: lists no artifact with kind 'gguf' "
+                              "and role 'llm'; build one with `orbox quantize llm`")
+    rank = {quant: index for index, quant in enumerate(preference)}
+    relpath = min(sorted(candidates), key=lambda name: rank.get(str(candidates[name].get("quant_type")), len(rank)))
+    return check_artifact(bundle_dir, relpath, candidates[relpath])
+
+
+def check_artifact(bundle_dir: str | os.PathLike, relpath: str, entry: dict[str, Any]) -> CheckedArtifact:
+    problems = verify_artifact(bundle_dir, relpath, entry)
+    if problems:
+        raise ArtifactRefused("refusing to load: " + "; ".join(problems))
+    return CheckedArtifact(Path(bundle_dir) / relpath, relpath, str(entry["sha256"]), entry)

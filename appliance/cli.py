@@ -1,0 +1,119 @@
+"""`orbox serve`, `orbox audit verify`, `orbox mcu-sim` (and, from issue 7, `orbox api-keys`)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+
+EXIT_THERMAL_SHUTDOWN = 75  # systemd units list it in RestartPreventExitStatus: do not re-heat the box
+
+
+@click.command("serve")
+@click.option("--profile", "profile_name", required=True, help="Hardware profile name or TOML path.")
+@click.option("--bundle", "bundle_dir", required=True, type=click.Path(file_okay=False),
+              help="Artifact bundle directory (manifest.json + models).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site config (TOML).")
+@click.option("--video-source", help="synthetic, a video file, or /dev/videoN (overrides the config).")
+def serve(profile_name: str, bundle_dir: str, config_path: str | None, video_source: str | None) -> None:
+    """Run the box: video, encoder and LLM workers under supervision, watchdogs and thermal governor.
+
+    Stops cleanly on SIGTERM/SIGINT (bounded by supervisor.shutdown_timeout_s) and on a thermal
+    critical (exit status 75). The live status is written to supervisor.status_file.
+    """
+    from appliance.config import ConfigError, load_config
+    from hw_profiles import ProfileError, load_profile
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        profile = load_profile(profile_name)
+        config = load_config(config_path)
+    except (ProfileError, ConfigError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if video_source:
+        config = config.model_copy(update={"video": config.video.model_copy(update={"source": video_source})})
+    exit_code = _run_supervisor(profile, bundle_dir, config)
+    sys.exit(exit_code)
+
+
+def _run_supervisor(profile, bundle_dir: str, config) -> int:
+    import os
+
+    from appliance.audit import AuditError
+    from appliance.supervisor import Supervisor
+
+    try:
+        supervisor = Supervisor(profile, bundle_dir, config)
+    except AuditError as exc:
+        raise click.ClickException(str(exc)) from exc
+    stop_signal = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        supervisor.request_shutdown(f"signal {signal.Signals(signum).name}")
+        stop_signal.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    non_video = [c for c in profile.cpu.system_cores if c not in profile.cpu.video_cores] or profile.cpu.llm_cores
+    os.sched_setaffinity(0, [c for c in non_video if c in os.sched_getaffinity(0)] or os.sched_getaffinity(0))
+    supervisor.start()
+    click.echo(f"orbox serve: profile {profile.name}, bundle {bundle_dir}, status {config.status_path}, "
+               f"audit {config.audit_path}", err=True)
+    # Issue 7 starts the HTTP server (uvicorn, in this process) here, on top of `supervisor`.
+    while not supervisor.shutdown_requested.wait(0.5):
+        pass
+    took = supervisor.stop(supervisor.shutdown_reason or "requested")
+    click.echo(f"orbox serve: stopped in {took:.2f}s ({supervisor.shutdown_reason})", err=True)
+    thermal = (supervisor.shutdown_reason or "").startswith("thermal")
+    return EXIT_THERMAL_SHUTDOWN if thermal else 0
+
+
+@click.group("audit")
+def audit() -> None:
+    """Inspect the hash-chained audit log."""
+
+
+@audit.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False))
+def audit_verify(file: str) -> None:
+    """Check every record's hash and the chain; exit 1 naming the first bad line."""
+    from appliance.audit import verify_log
+
+    count, problems = verify_log(file)
+    for problem in problems:
+        click.echo(f"FAIL {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"OK {file}: {count} records, chain intact")
+
+
+@click.command("mcu-sim")
+@click.option("--link", type=click.Path(dir_okay=False), help="Create this symlink to the pty (e.g. ./mcu.tty).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="MCU watchdog timeout before it resets the host (seconds).")
+@click.option("--temps", default="40", show_default=True,
+              help="Comma-separated sensor temperatures in C ('fault' for a broken sensor).")
+@click.option("--temps-file", type=click.Path(dir_okay=False),
+              help="JSON list of temperatures (null = fault), re-read on every request; overrides --temps.")
+@click.option("--events", "events_file", type=click.Path(dir_okay=False),
+              help="Append one JSON line per event (feed, bad_frame, set_fan, watchdog_reset, ...).")
+def mcu_sim(link: str | None, timeout_s: float, temps: str, temps_file: str | None, events_file: str | None) -> None:
+    """Simulate the board MCU (watchdog, temperatures, fan) on a pseudo-terminal."""
+    from appliance.mcu_sim import McuSimulator, serve_pty
+
+    try:
+        values = [None if item.strip() == "fault" else float(item) for item in temps.split(",")]
+    except ValueError as exc:
+        raise click.BadParameter(f"expected numbers or 'fault' separated by commas, got {temps!r}",
+                                 param_hint="--temps") from exc
+    simulator = McuSimulator(timeout_s=timeout_s, temps=values, temps_file=Path(temps_file) if temps_file else None,
+                             events_file=Path(events_file) if events_file else None)
+    serve_pty(simulator, Path(link) if link else None, on_ready=lambda line: click.echo(line, err=True))
+
+
+# `orbox api-keys` (appliance.cli:api_keys) is added by issue 7, next to the HTTP layer.

@@ -1,0 +1,127 @@
+"""The site config of `orbox serve --config FILE` (TOML): paths and supervision timings.
+
+The hardware facts (cores, thermal bands, watchdog device, video format) come from the profile;
+this file holds what differs per installation or per test: where state and the audit log live,
+how fast to declare a stall, overrides of the profile's device paths (a pty instead of
+/dev/ttyS1, a fake sysfs root), and the video source and sinks. Every key is optional; an unknown
+key, a wrong type or an impossible value is an error naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+WORKER_NAMES = ("video", "encoder", "llm")  # also the start order: the surgical video comes first
+
+
+class ConfigError(Exception):
+    """The config file is unreadable, not TOML, or has a bad key or value."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SupervisorConfig(_Section):
+    state_dir: Path = Path("/var/lib/orbox")
+    status_file: Path | None = None  # default: state_dir/status.json
+    workers: list[Literal["video", "encoder", "llm"]] = Field(default_factory=lambda: list(WORKER_NAMES))
+    critical_workers: list[Literal["video", "encoder", "llm"]] = Field(default_factory=lambda: ["video", "llm"])
+    tick_s: float = Field(0.05, gt=0, le=1)
+    heartbeat_s: float = Field(0.25, gt=0, le=5)
+    stall_timeout_s: float = Field(5.0, gt=0)
+    liveness_timeout_s: float = Field(5.0, gt=0)
+    startup_timeout_s: float = Field(120.0, gt=0)
+    stop_grace_s: float = Field(2.0, gt=0)
+    shutdown_timeout_s: float = Field(15.0, gt=0)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(30.0, gt=0)
+    stable_after_s: float = Field(30.0, gt=0)
+
+
+class AuditConfig(_Section):
+    path: Path | None = None  # default: state_dir/audit.jsonl
+
+
+class ThermalConfig(_Section):
+    sysfs_root: Path | None = None  # overrides the profile's thermal.sysfs_root (tests: a fake tree)
+    poll_s: float | None = Field(None, gt=0)  # overrides the profile's thermal.poll_s
+    use_psutil: bool = True  # add psutil's hwmon readings to the profile's thermal zones
+    fan_duty_normal: int = Field(30, ge=0, le=100)
+    fan_duty_up: int = Field(100, ge=0, le=100)
+
+
+class WatchdogConfig(_Section):
+    device: str | None = None  # overrides the profile's watchdog.device
+    serial_port: str | None = None  # overrides the profile's watchdog.serial_port
+    feed_interval_s: float = Field(1.0, gt=0)
+
+
+class VideoConfig(_Section):
+    source: str = "synthetic"  # "synthetic", a video file, or /dev/videoN
+    width: int | None = Field(None, gt=0)
+    height: int | None = Field(None, gt=0)
+    fps: float | None = Field(None, gt=0)
+    strength: float = Field(1.0, ge=0, le=1)
+    sink_file: Path | None = None
+    shm_name: str | None = None  # default: orbox-video-<supervisor pid>
+    ring_slots: int = Field(4, ge=2, le=64)
+    preload_frames: int = Field(120, ge=1)
+    preview_fps: float = Field(5.0, gt=0)
+    preview_width: int = Field(640, gt=0)
+    stats_window: int = Field(600, ge=10)
+
+
+class LlmConfig(_Section):
+    warmup: bool = True
+    max_queue: int = Field(32, ge=1)
+
+
+class ApplianceConfig(_Section):
+    supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    thermal: ThermalConfig = Field(default_factory=ThermalConfig)
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
+    video: VideoConfig = Field(default_factory=VideoConfig)
+    llm: LlmConfig = Field(default_factory=LlmConfig)
+
+    @property
+    def status_path(self) -> Path:
+        return self.supervisor.status_file or self.supervisor.state_dir / "status.json"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit.path or self.supervisor.state_dir / "audit.jsonl"
+
+
+def load_config(path: str | os.PathLike | None) -> ApplianceConfig:
+    """Parse and validate a config file; None gives the defaults."""
+    if path is None:
+        return ApplianceConfig()
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    return parse_config(data, str(path))
+
+
+def parse_config(data: dict, source: str) -> ApplianceConfig:
+    try:
+        return ApplianceConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"])
+            found = error.get("input")
+            detail = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{source}: key '{key}': {detail}, found {found!r}")
+        raise ConfigError("\n".join(problems)) from exc

@@ -1,0 +1,72 @@
+"""The `encoder` worker: the bundle's INT8 embedding and reranker models via appliance.encoder_runtime.
+
+Protocol: {"op": "embed", "id", "texts": [...]} -> {"type": "result", "id", "embeddings": float32 (n, dim)};
+{"op": "rerank", "id", "query", "documents": [...]} -> {"type": "result", "id", "scores": float32 (n,)};
+any failure -> {"type": "error", "id", "code", "message"}. A role whose files fail their sha256 check
+is refused and reported in the ready info; the worker serves the roles that passed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from appliance.bundle import read_manifest
+from appliance.worker_process import WorkerFailure, WorkerRuntime
+
+ROLES = ("embedding", "reranker")
+_ROLE_OF_OP = {"embed": "embedding", "rerank": "reranker"}
+
+
+class EncoderWorker(WorkerRuntime):
+    def run(self) -> None:
+        try:
+            runtime = importlib.import_module("appliance.encoder_runtime")
+        except ImportError as exc:
+            raise WorkerFailure(f"the box-side encoder loader is not installed ({exc})") from exc
+        manifest = read_manifest(self.spec.bundle_dir)
+        present = [role for role in ROLES if f"encoder/{role}/encoder.json" in manifest["artifacts"]]
+        if not present:
+            raise WorkerFailure(f"{self.spec.bundle_dir}/manifest.json lists no encoder "
+                                "(no encoder/<role>/encoder.json); build one with `orbox quantize encoder`")
+        self.encoders: dict[str, Any] = {}
+        refused: dict[str, str] = {}
+        for role in present:
+            try:
+                self.encoders[role] = runtime.load_encoder(self.spec.bundle_dir, self.profile, role=role,
+                                                           threads=len(self.spec.cores))
+            except runtime.EncoderRuntimeError as exc:
+                refused[role] = str(exc)
+        if not self.encoders:
+            raise WorkerFailure("; ".join(f"{role}: {reason}" for role, reason in refused.items()))
+        self.done = 0
+        self.send({"type": "ready", "info": {
+            "roles": {role: {"model_id": enc.model_id, "sha256": enc.sha256, "dim": enc.dim,
+                             "backend": enc.backend_name} for role, enc in self.encoders.items()},
+            "refused": refused}})
+        while not self.stopping:
+            self.drain_ops(timeout_s=self.spec.config.supervisor.heartbeat_s)
+            self.heartbeat(self.done, 0)
+
+    def handle_op(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op not in _ROLE_OF_OP:
+            super().handle_op(message)
+            return
+        request_id, role = message.get("id"), _ROLE_OF_OP[op]
+        encoder = self.encoders.get(role)
+        if encoder is None:
+            self.send({"type": "error", "id": request_id, "code": "model_not_loaded",
+                       "message": f"no {role} model is loaded on this box"})
+            return
+        self.heartbeat(self.done, 1, force=True)  # announce the work, so a hang inside is seen as a stall
+        try:
+            if op == "embed":
+                result = {"embeddings": encoder.embed(list(message["texts"]))}
+            else:
+                result = {"scores": encoder.rerank(str(message["query"]), list(message["documents"]))}
+        except Exception as exc:  # noqa: BLE001 - report any inference failure to the caller, keep serving
+            self.send({"type": "error", "id": request_id, "code": "inference_failed", "message": str(exc)})
+            return
+        self.done += 1
+        self.send({"type": "result", "id": request_id, **result})

@@ -1,0 +1,128 @@
+"""What every worker process shares: its spec, CPU pinning, dying with the supervisor, heartbeats.
+
+A worker is a spawned process that talks to the supervisor over one duplex pipe of small dicts.
+Worker -> supervisor messages always carry "type": `ready` (loaded and warmed up), `failed`
+(a permanent refusal such as a bad sha256 or a missing device; the process then exits with
+FAILED_EXIT), `heartbeat` (sent from the work loop itself, never from a timer thread, so a hung
+loop stops them) and worker-specific results. Supervisor -> worker messages carry "op"; every
+worker understands {"op": "stop"}.
+
+A heartbeat carries forward progress: `progress` is a counter that only grows while work gets done
+(tokens decoded, embeddings computed, frames processed) and `pending` is the work waiting for it.
+The supervisor declares a stall when `pending > 0` and `progress` stops moving.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from appliance.bundle import ArtifactRefused
+from appliance.config import ApplianceConfig
+
+FAILED_EXIT = 3
+_PR_SET_PDEATHSIG = 1
+RUNTIMES = {
+    "llm": "appliance.llm_worker:LlmWorker",
+    "encoder": "appliance.encoder_worker:EncoderWorker",
+    "video": "appliance.video_worker:VideoWorker",
+}
+
+
+class WorkerFailure(Exception):
+    """A permanent reason this worker cannot serve (reported, not retried in a tight loop)."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, picklable for the spawn start method."""
+
+    name: str
+    profile: Any  # hw_profiles.Profile
+    bundle_dir: str
+    cores: list[int]
+    config: ApplianceConfig
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class WorkerRuntime:
+    """Base of the three workers: owns the pipe and the heartbeat cadence."""
+
+    def __init__(self, conn: Connection, spec: WorkerSpec):
+        self.conn = conn
+        self.spec = spec
+        self.profile = spec.profile
+        self.stopping = False
+        self._heartbeat_s = spec.config.supervisor.heartbeat_s
+        self._next_heartbeat = 0.0
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.conn.send(message)
+
+    def heartbeat_due(self) -> bool:
+        return time.monotonic() >= self._next_heartbeat
+
+    def heartbeat(self, progress: int, pending: int, force: bool = False, **extra: Any) -> None:
+        if force or self.heartbeat_due():
+            self._next_heartbeat = time.monotonic() + self._heartbeat_s
+            self.send({"type": "heartbeat", "progress": progress, "pending": pending, **extra})
+
+    def handle_op(self, message: dict[str, Any]) -> None:
+        """Default: understand only stop; workers extend this."""
+        if message.get("op") == "stop":
+            self.stopping = True
+
+    def drain_ops(self, timeout_s: float = 0.0) -> None:
+        """Handle every waiting supervisor message; wait up to `timeout_s` for the first one."""
+        wait = timeout_s
+        while self.conn.poll(wait):
+            try:
+                message = self.conn.recv()
+            except EOFError:  # the supervisor is gone
+                self.stopping = True
+                return
+            self.handle_op(message)
+            wait = 0.0
+
+
+def pin_to_cores(cores: list[int]) -> list[int]:
+    """Pin this process to the profile's cores that exist here; returns the affinity set."""
+    available = os.sched_getaffinity(0)
+    wanted = [core for core in cores if core in available]
+    if not wanted:
+        raise WorkerFailure(f"profile cores {cores} do not exist on this machine (CPUs {sorted(available)})")
+    os.sched_setaffinity(0, wanted)
+    return wanted
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the supervisor dies, so a kill -9 leaves no orphans."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def worker_main(conn: Connection, spec: WorkerSpec) -> None:
+    """Process entry point (multiprocessing target)."""
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which stops us in order
+    module_name, attr = RUNTIMES[spec.name].split(":")
+    try:
+        pin_to_cores(spec.cores)
+        runtime = getattr(importlib.import_module(module_name), attr)(conn, spec)
+        runtime.run()
+    except (WorkerFailure, ArtifactRefused) as exc:
+        conn.send({"type": "failed", "reason": str(exc)})
+        conn.close()
+        sys.exit(FAILED_EXIT)
