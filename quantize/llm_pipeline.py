@@ -1,0 +1,267 @@
+"""`orbox quantize llm`: checkpoint → F32 reference GGUF → published types → gates → bundle.
+
+Failures publish nothing: everything is built in a temporary directory inside the bundle directory
+and only moved into `llm/` (and recorded with update_manifest) after every gate passed.
+
+Traceability without a circular hash: the *build record* (input file digests, parameters, profile,
+thresholds and tool versions, i.e. everything known before the first byte is written) is hashed as
+sha256(canonical_json(record)). That hash is written into every GGUF under `orbox.build_record_sha256`,
+and the record itself is stored in the manifest at sections.llm.record, so for a deployed file
+
+    sha256(canonical_json(manifest["sections"]["llm"]["record"])) == gguf["orbox.build_record_sha256"]
+
+while the manifest still pins the GGUF's own sha256 in its artifacts list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orbox.artifacts import file_digest
+from quantize.checkpoint import CheckpointError, input_files, load_config
+from quantize.corpus import corpus_text
+from quantize.llm_arch import read_hparams, required_keys
+from quantize.llm_convert import OUT_TYPES, ConversionResult, checkpoint_bytes, convert_checkpoint
+from quantize.llm_gates import GateResult, Thresholds
+from quantize.llm_quantize import QUANT_FTYPES, quantize_gguf, type_histogram
+from quantize.manifest import canonical_json, sign_bundle, update_manifest
+
+RECORD_KEY = "orbox.build_record_sha256"
+RECORD_SCHEMA = "orbox.llm-build-record/1"
+TOOLS = ("llama-cpp-python", "gguf", "torch", "transformers", "tokenizers", "sentencepiece", "numpy")
+PARITY_TOKENS = 128
+
+
+class LlmBuildError(Exception):
+    """The build could not run, or a gate failed; `gates` holds every verdict for the report."""
+
+    def __init__(self, message: str, gates: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.gates = gates or {}
+
+
+@dataclass
+class LlmBuildOptions:
+    model_dir: Path
+    profile: str
+    out_dir: Path
+    types: list[str] | None = None
+    context: int | None = None
+    sign_key: Path | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    eval_text: Path | None = None
+    threads: int = 2
+
+
+@dataclass
+class LlmBuildResult:
+    manifest: dict[str, Any]
+    artifacts: list[Path]
+    conversion_mb_per_s: float
+    gates: dict[str, Any]
+
+
+Stage = Callable[[str], None]
+ByteProgress = Callable[[str, int], Callable[[int], None]]
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for name in TOOLS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    import llama_cpp
+
+    # The binding does not expose llama.cpp's commit; the digest of the loaded libllama identifies it exactly.
+    library = Path(llama_cpp.__file__).parent / "lib" / "libllama.so"
+    versions["llama.cpp"] = f"libllama sha256:{file_digest(library).sha256}" if library.is_file() else "unknown"
+    return versions
+
+
+def _choose_types(options: LlmBuildOptions, config: dict[str, Any], profile: Any) -> tuple[list[str], Any]:
+    from hw_profiles import PlanError, plan_llm
+
+    if options.types:
+        return options.types, None
+    try:
+        plan = plan_llm(config, profile, options.context)
+    except PlanError as exc:
+        raise LlmBuildError(f"planner: {exc}") from exc
+    return [plan.chosen_type], plan
+
+
+def _plan_record(plan: Any) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    return {"chosen_type": plan.chosen_type, "reason": plan.reason, "params": plan.params,
+            "context": plan.context, "budget_bytes": plan.budget_bytes,
+            "rows": [{"type": r.gguf_type, "weight_bytes": r.weight_bytes, "kv_bytes": r.kv_bytes,
+                      "overhead_bytes": r.overhead_bytes, "total_bytes": r.total_bytes, "fits": r.fits}
+                     for r in plan.rows]}
+
+
+def build_record(options: LlmBuildOptions, profile_name: str, arch: str, types: list[str],
+                 plan: Any, eval_text: str) -> dict[str, Any]:
+    model_dir = options.model_dir
+    return {
+        "schema": RECORD_SCHEMA,
+        "source": {"name": model_dir.name, "architecture": arch,
+                   "files": {p.relative_to(model_dir).as_posix(): file_digest(p).as_dict()
+                             for p in input_files(model_dir)}},
+        "profile": profile_name,
+        "parameters": {"types": types, "types_from": "planner" if plan is not None else "--types",
+                       "context": options.context, "reference_type": "f32",
+                       "eval_text_sha256": hashlib.sha256(eval_text.encode()).hexdigest(),
+                       "thresholds": options.thresholds.as_dict()},
+        "plan": _plan_record(plan),
+        "tools": tool_versions(),
+    }
+
+
+def _output_name(model_dir: Path, qtype: str) -> str:
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in model_dir.name) or "model"
+    return f"{stem}-{qtype}.gguf"
+
+
+def _raise_on_failures(gates: dict[str, Any]) -> None:
+    failed = []
+    for name, verdict in gates.items():
+        nested = verdict.values() if "verdict" not in verdict else [verdict]
+        failed += [name for v in nested if v["verdict"] != "pass"]
+    if failed:
+        raise LlmBuildError(f"gate(s) failed: {', '.join(sorted(set(failed)))}; nothing was published", gates)
+
+
+def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: ByteProgress) -> LlmBuildResult:
+    """Build, gate and publish. Raises CheckpointError / LlmBuildError / OutputError / BundleError."""
+    from hw_profiles import ProfileError, load_profile
+
+    model_dir = options.model_dir
+    if not model_dir.is_dir():
+        raise CheckpointError(f"--model {model_dir}: not a directory")
+    config = load_config(model_dir)
+    hp = read_hparams(config)
+    try:
+        profile = load_profile(options.profile)
+    except ProfileError as exc:
+        raise LlmBuildError(f"--profile {options.profile}: {exc}") from exc
+    types, plan = _choose_types(options, config, profile)
+    try:
+        eval_text = options.eval_text.read_text(encoding="utf-8") if options.eval_text else corpus_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LlmBuildError(f"--eval-text {options.eval_text}: cannot read ({exc})") from exc
+    record = build_record(options, profile.name, hp.arch, types, plan, eval_text)
+    record_sha = hashlib.sha256(canonical_json(record)).hexdigest()
+
+    created = not options.out_dir.exists()
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    build_dir = Path(tempfile.mkdtemp(prefix=".llm-build-", dir=options.out_dir))
+    try:
+        result = _build_in(build_dir, options, types, record, record_sha, eval_text, stage, byte_progress)
+    except BaseException:
+        shutil.rmtree(build_dir, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):
+                options.out_dir.rmdir()
+        raise
+    shutil.rmtree(build_dir, ignore_errors=True)
+    return result
+
+
+def _convert(model_dir: Path, target: Path, out_type: str, record_sha: str,
+             byte_progress: ByteProgress) -> ConversionResult:
+    advance = byte_progress(f"convert {out_type}", checkpoint_bytes(model_dir))
+    return convert_checkpoint(model_dir, target, out_type, {RECORD_KEY: record_sha}, advance)
+
+
+def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], record: dict[str, Any],
+              record_sha: str, eval_text: str, stage: Stage, byte_progress: ByteProgress) -> LlmBuildResult:
+    from quantize.llm_gates.converter_parity import converter_parity_gate
+    from quantize.llm_gates.quantization import quantization_gate, reference_logprobs, score_type, windows
+    from quantize.llm_gates.runtime import open_llama
+    from quantize.llm_gates.smoke import SMOKE_MESSAGES, smoke_gate
+    from quantize.llm_gates.structural import structural_gate
+    from quantize.llm_gates.tokenizer_parity import _hf_chat_ids, tokenizer_parity_gate
+
+    model_dir, thresholds, threads = options.model_dir, options.thresholds, options.threads
+    reference = build_dir / "reference-f32.gguf"
+    converted = _convert(model_dir, reference, "f32", record_sha, byte_progress)
+    outputs: dict[str, Path] = {}
+    for qtype in types:
+        target = build_dir / _output_name(model_dir, qtype)
+        stage(f"writing {qtype}")
+        if qtype in QUANT_FTYPES:
+            quantize_gguf(reference, target, qtype, threads)
+        elif qtype == "f32":
+            shutil.copyfile(reference, target)
+        else:
+            _convert(model_dir, target, qtype, record_sha, byte_progress)
+        outputs[qtype] = target
+
+    arch = converted.arch
+    expected_meta = {RECORD_KEY: record_sha}
+    gates: dict[str, Any] = {"structural": {}, "smoke": {}}
+    stage("gate: structural")
+    for name, path in [("reference-f32", reference), *outputs.items()]:
+        gates["structural"][name] = structural_gate(path, required_keys(arch), converted.tensor_names,
+                                                    expected_meta).as_dict()
+    stage("gate: tokenizer parity")
+    gates["tokenizer_parity"] = tokenizer_parity_gate(reference, model_dir).as_dict()
+
+    vocab = open_llama(reference, vocab_only=True)
+    stream = vocab.tokenize(eval_text.encode("utf-8"), add_bos=False, special=False)
+    add_bos = vocab.metadata.get("tokenizer.ggml.add_bos_token") == "true"
+    parity_ids = ([vocab.token_bos()] if add_bos else []) + stream[: PARITY_TOKENS - int(add_bos)]
+    stage("gate: converter parity (transformers vs llama.cpp, F32)")
+    gates["converter_parity"] = converter_parity_gate(reference, model_dir, parity_ids, thresholds, threads).as_dict()
+
+    quantized = [t for t in types if t in QUANT_FTYPES]
+    if quantized:
+        stage(f"gate: quantization KLD over >= {thresholds.kld_min_tokens} tokens")
+        window = min(512, converted.hparams.context)
+        chunks = windows(stream, window, thresholds.kld_min_tokens)
+        ref_logprobs = reference_logprobs(reference, chunks, build_dir / "reference-logprobs.npy", threads)
+        measured = {t: score_type(outputs[t], chunks, ref_logprobs, threads) for t in quantized}
+        scored = ref_logprobs.shape[0] * ref_logprobs.shape[1]
+        del ref_logprobs
+        gates["quantization"] = quantization_gate(measured, scored, thresholds).as_dict()
+
+    stage("gate: smoke generation")
+    from transformers import AutoTokenizer
+
+    prompt = _hf_chat_ids(AutoTokenizer.from_pretrained(model_dir), SMOKE_MESSAGES)
+    for qtype, path in outputs.items():
+        gates["smoke"][qtype] = smoke_gate(path, prompt, thresholds, threads).as_dict()
+    _raise_on_failures(gates)
+
+    stage("publishing")
+    llm_dir = options.out_dir / "llm"
+    llm_dir.mkdir(exist_ok=True)
+    artifacts, published, histograms = {}, [], {}
+    for qtype, path in outputs.items():
+        relpath = f"llm/{path.name}"
+        histograms[relpath] = type_histogram(path, qtype)
+        os.replace(path, options.out_dir / relpath)
+        published.append(options.out_dir / relpath)
+        artifacts[relpath] = {"kind": "gguf", "role": "llm", "quant_type": qtype, "architecture": arch}
+    section = {"record": record, "record_sha256": record_sha, "gguf_record_key": RECORD_KEY,
+               "tensor_types": histograms, "gates": gates}
+    manifest = update_manifest(options.out_dir, record["profile"], "llm", section, artifacts)
+    if options.sign_key is not None:
+        sign_bundle(options.out_dir, options.sign_key)
+    mb_per_s = converted.bytes_read / 1e6 / max(converted.seconds, 1e-9)
+    return LlmBuildResult(manifest, published, mb_per_s, gates)
+
+
+__all__ = ["OUT_TYPES", "LlmBuildError", "LlmBuildOptions", "LlmBuildResult", "run_llm_build", "GateResult"]
