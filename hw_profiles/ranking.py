@@ -8,10 +8,8 @@ extensions), so a Xeon server picks "server-avx512-vnni" over "dev" although bot
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from hw_profiles.detect import MachineInfo
-from hw_profiles.errors import ProfileError
 from hw_profiles.loader import list_profiles, load_profile
 from hw_profiles.models import Profile
 
@@ -90,15 +88,3 @@ def rank_profiles(machine: MachineInfo, profiles: list[Profile] | None = None) -
     fits = [judge(profile, machine) for profile in profiles]
     return sorted(fits, key=lambda fit: (not fit.fits, tuple(-part for part in fit.score), fit.name))
 
-
-def load_profiles_from(paths: list[str | Path]) -> list[Profile]:
-    """Load several profile files, collecting every file's problems into one ProfileError."""
-    loaded, problems = [], []
-    for path in paths:
-        try:
-            loaded.append(load_profile(path))
-        except ProfileError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ProfileError(problems)
-    return loaded

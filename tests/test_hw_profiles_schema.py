@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def test_consumer_fields_have_the_documented_shapes():
     assert profile.llm.gguf_types == ["q8_0", "q6_k", "q5_k_m", "q4_k_m"]
     assert profile.llm.floor_type == "q4_k_m"
     assert profile.encoder.int8_scheme == "u8u8"
-    assert [band.name for band in profile.thermal.bands] == ["warm", "hot", "very-hot", "critical"]
+    assert [band.name for band in profile.thermal.bands] == ["warm", "hot", "very-hot", "extreme"]
     assert profile.thermal.sysfs_root == "/sys/class/thermal"
     assert profile.watchdog.device is None and profile.watchdog.serial_port is None
     assert profile.video.capture_device is None
@@ -208,5 +209,10 @@ def test_cli_list_and_show():
     assert shown.exit_code == 0
     assert 'cpu.arch = "aarch64"' in shown.output and "thermal.bands.3.actions = " in shown.output
     assert f"fingerprint sha256:{load_profile('arm64-rk3588').fingerprint}" in shown.output
+    as_json = json.loads(runner.invoke(cli, ["profile", "show", "jetson-orin", "--json"]).output)
+    assert as_json["profile"]["accelerators"]["onnx_providers"][0] == "CUDAExecutionProvider"
+    assert as_json["source"] == str(PROFILES_DIR / "jetson-orin.toml")
+    listed_json = json.loads(runner.invoke(cli, ["profile", "list", "--json"]).output)
+    assert [entry["name"] for entry in listed_json] == SHIPPED
     missing = runner.invoke(cli, ["profile", "show", "nope"])
     assert missing.exit_code == 1 and missing.output.startswith("error: nope: no such profile")
