@@ -7,9 +7,7 @@ failing. Roots are parameters so tests can point detection at a fake /proc, /sys
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import os
 import platform
 from dataclasses import asdict, dataclass, field
@@ -135,9 +133,7 @@ def _openvino_devices(notes: list[str]) -> list[str] | None:
 
 
 def _llm_gpu_offload(notes: list[str]) -> bool | None:
-    # llama.cpp prints backend chatter to stderr while loading; keep the report clean.
-    with contextlib.redirect_stderr(io.StringIO()):
-        llama_cpp = _optional_module("llama_cpp", notes)
+    llama_cpp = _optional_module("llama_cpp", notes)
     return bool(llama_cpp.llama_supports_gpu_offload()) if llama_cpp is not None else None
 
 

@@ -60,7 +60,12 @@ def _unique(values: list, what: str) -> list:
 
 
 class CpuSpec(_Section):
-    """CPU and core pinning. Core ids are Linux CPU numbers (taskset/sched_setaffinity)."""
+    """CPU and core pinning.
+
+    Core ids are Linux CPU numbers (taskset, sched_setaffinity) below `physical_cores`; on SMT machines
+    those are the first hardware thread of each core. Video never shares a core with the LLM; the
+    system's cores may overlap either on a small box.
+    """
 
     arch: Arch
     model: str = Field("", description="marketing name of the CPU the SKU ships with")
