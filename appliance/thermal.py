@@ -135,7 +135,7 @@ class ThermalGovernor:
 
     @property
     def band(self) -> str | None:
-        return "critical" if self.critical else (self.bands[self.level].name if self.level >= 0 else None)
+        return "critical_shutdown" if self.critical else (self.bands[self.level].name if self.level >= 0 else None)
 
     @property
     def admission_paused(self) -> bool:
