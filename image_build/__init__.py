@@ -1,4 +1,7 @@
-"""image_build: reproducible flashing images and signed A/B update bundles with an SBOM.
+"""image_build: reproducible factory images, signed A/B update bundles and a CycloneDX SBOM.
 
-Not built yet: issue 8 owns it.
+`orbox image build` turns a spec (profile, version, payload wheels, artifact bundle, config,
+units, OS base) into a root filesystem, a GPT factory disk with A/B slots and a .bmap, a signed
+update bundle and an SBOM, byte-identical for the same spec. `orbox image install` applies an
+update to a slot layout the way RAUC does: check everything first, mark bad, write, mark primary.
 """

@@ -1,0 +1,297 @@
+"""`orbox image build`: spec in, reproducible rootfs, factory disk, .bmap, signed update, SBOM, record out.
+
+All outputs are assembled in a scratch directory inside the output directory and renamed into
+place at the end, so an interrupted build never leaves a half-written output behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from image_build.demo_base import build_demo_base
+from image_build.disk import MIB, DiskLayout, make_disk
+from image_build.errors import ImageError
+from image_build.filesystem import make_ext4, make_squashfs, tree_size
+from image_build.layer import ReleaseInfo, stage_orbox_layer
+from image_build.sbom import build_sbom, validate_sbom
+from image_build.slots import STATE_SCHEMA
+from image_build.spec import ImageSpec, resolve_source_date_epoch
+from image_build.tools import require_tool
+from image_build.tree import StagedTree, extract_base
+from image_build.update_bundle import PayloadFile, write_update_bundle
+from image_build.wheels import pin_wheels
+from orbox.artifacts import file_digest
+from orbox.atomic import fsync_dir
+from quantize.manifest import BundleError, canonical_json, load_manifest, load_private_key, verify_bundle
+
+RECORD_SCHEMA = "orbox.build-record/1"
+UPDATE_NAME = "update.obx"
+_TOOLS = {
+    "mkfs.ext4": ["-V"],
+    "mksquashfs": ["-version"],
+    "genimage": ["--version"],
+    "bmaptool": ["--version"],
+}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    out_dir: Path
+    outputs: dict[str, Path]
+    record: dict[str, Any]
+
+
+def build_image(
+    spec: ImageSpec,
+    out_dir: Path,
+    *,
+    key_path: Path | None,
+    repo_dir: Path = Path(__file__).resolve().parent,
+    step: Callable[[str], None] = lambda _: None,
+) -> BuildResult:
+    """Build every output of the spec into out_dir; raises ImageError with a clear message on bad input."""
+    step("checking inputs")
+    needed = ["mkfs.ext4", "debugfs", "genimage", "bmaptool"] + (
+        ["mksquashfs"] if spec.rootfs_type == "squashfs" else []
+    )
+    for tool in needed:
+        require_tool(tool)
+    epoch = resolve_source_date_epoch(spec, repo_dir)
+    timestamp = dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    arch = _profile_arch(spec.profile)
+    bundle_manifest = _checked_bundle(spec)
+    wheels = pin_wheels(spec.wheels)
+    key = _load_key(key_path)
+    for label, path in [
+        ("base", spec.base),
+        ("config", spec.config),
+        *(("unit", unit) for unit in spec.units),
+    ]:
+        if path is not None and not Path(path).is_file():
+            raise ImageError(f"spec field {label!r}: {path} is not a file")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=out_dir) as scratch:
+        work = Path(scratch)
+        parts, staged_out = work / "parts", work / "out"
+        parts.mkdir()
+        staged_out.mkdir()
+        tree = StagedTree(work / "root")
+        tree.root.mkdir()
+
+        step("staging the root filesystem")
+        base = spec.base if spec.base is not None else build_demo_base(work / "demo-base.tar", epoch)
+        extract_base(Path(base), tree)
+        release = ReleaseInfo(spec.profile, arch, spec.version, spec.min_version)
+        layer_paths = stage_orbox_layer(
+            tree, spec, release, wheels, spec.bundle, bundle_manifest, update_pubkey=_public_pem(key)
+        )
+
+        step("writing the SBOM")
+        sbom = build_sbom(
+            tree,
+            profile=spec.profile,
+            version=spec.version,
+            timestamp=timestamp,
+            serial_uuid=spec.derived_uuid("sbom-serial"),
+            layer_paths=layer_paths,
+        )
+        problems = validate_sbom(sbom)
+        if problems:
+            raise ImageError(f"generated SBOM does not validate against CycloneDX 1.6: {problems[0]}")
+        (staged_out / "sbom.cdx.json").write_bytes(sbom)
+
+        step(f"making the {spec.rootfs_type} root filesystem")
+        slot_size = _slot_size(spec, tree)
+        rootfs = parts / f"rootfs.{spec.rootfs_type}"
+        if spec.rootfs_type == "ext4":
+            make_ext4(
+                tree,
+                rootfs,
+                size_bytes=slot_size,
+                fs_uuid=spec.derived_uuid("rootfs-uuid"),
+                hash_seed=spec.derived_uuid("rootfs-hash-seed"),
+                epoch=epoch,
+                label="rootfs",
+                workdir=work,
+            )
+        else:
+            make_squashfs(tree, rootfs, epoch=epoch, workdir=work)
+        if rootfs.stat().st_size > slot_size:
+            raise ImageError(
+                f"root filesystem is {rootfs.stat().st_size} bytes, larger than the "
+                f"{slot_size}-byte slot; raise slot_size_mb in the spec"
+            )
+
+        step("making the factory disk and .bmap")
+        data_image = _make_data_partition(spec, rootfs, slot_size, epoch, work, parts)
+        layout = DiskLayout(
+            rootfs,
+            data_image,
+            slot_size,
+            spec.derived_uuid("disk"),
+            {name: spec.derived_uuid(f"partition/{name}") for name in ("rootfs-a", "rootfs-b", "data")},
+        )
+        make_disk(layout, staged_out, work)
+        shutil.move(rootfs, staged_out / rootfs.name)
+
+        if key is not None:
+            step("signing the update bundle")
+            fields = {
+                "profile": spec.profile,
+                "arch": arch,
+                "version": spec.version,
+                "min_version": spec.min_version,
+                "created": timestamp,
+                "rootfs_type": spec.rootfs_type,
+                "artifacts": bundle_manifest["artifacts"],
+            }
+            update_manifest = write_update_bundle(
+                staged_out / UPDATE_NAME,
+                fields,
+                [
+                    PayloadFile(rootfs.name, "slot-image", staged_out / rootfs.name),
+                    PayloadFile("sbom.cdx.json", "sbom", staged_out / "sbom.cdx.json"),
+                ],
+                key,
+            )
+            (staged_out / "update-manifest.json").write_bytes(canonical_json(update_manifest))
+
+        record = _record(spec, epoch, arch, wheels, staged_out, slot_size)
+        (staged_out / "build-record.json").write_bytes(canonical_json(record))
+        outputs = {}
+        for produced in sorted(staged_out.iterdir()):
+            os.replace(produced, out_dir / produced.name)
+            outputs[produced.name] = out_dir / produced.name
+        fsync_dir(out_dir)
+    return BuildResult(out_dir, outputs, record)
+
+
+def _profile_arch(profile_name: str) -> str:
+    from hw_profiles import ProfileError, load_profile
+
+    try:
+        return load_profile(profile_name).cpu.arch
+    except ProfileError as exc:
+        raise ImageError(f"profile {profile_name!r}: {exc}") from exc
+
+
+def _checked_bundle(spec: ImageSpec) -> dict[str, Any]:
+    try:
+        problems = verify_bundle(spec.bundle)
+        manifest = load_manifest(spec.bundle) if not problems else {}
+    except BundleError as exc:
+        problems = [str(exc)]
+    if problems:
+        raise ImageError(f"artifact bundle {spec.bundle} does not verify: {'; '.join(problems)}")
+    if manifest["profile"] != spec.profile:
+        raise ImageError(
+            f"artifact bundle {spec.bundle} is for profile {manifest['profile']!r}, "
+            f"the image is for {spec.profile!r}"
+        )
+    return manifest
+
+
+def _load_key(key_path: Path | None) -> Any:
+    if key_path is None:
+        return None
+    try:
+        return load_private_key(key_path)
+    except BundleError as exc:
+        raise ImageError(f"--key: {exc}") from exc
+
+
+def _public_pem(key: Any) -> bytes | None:
+    """The box trusts the key its image was built with: its public half goes into /etc/orbox."""
+    if key is None:
+        return None
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _slot_size(spec: ImageSpec, tree: StagedTree) -> int:
+    if spec.slot_size_mb is not None:
+        return spec.slot_size_mb * MIB
+    needed = tree_size(tree) * 5 // 4 + 8 * MIB  # ext4 metadata + journal headroom
+    return -(-needed // (4 * MIB)) * 4 * MIB
+
+
+def _make_data_partition(
+    spec: ImageSpec, rootfs: Path, slot_size: int, epoch: int, work: Path, parts: Path
+) -> Path:
+    """The data partition: the bootloader state of a freshly flashed box (slot A good and primary)."""
+    tree = StagedTree(work / "data-root")
+    tree.root.mkdir()
+    state = {
+        "schema": STATE_SCHEMA,
+        "profile": spec.profile,
+        "slot_size": slot_size,
+        "max_attempts": 3,
+        "primary": "a",
+        "booted": None,
+        "slots": {
+            "a": {"state": "good", "version": spec.version, **file_digest(rootfs).as_dict()},
+            "b": {"state": "empty"},
+        },
+    }
+    tree.add_bytes("/orbox/bootstate.json", canonical_json(state))
+    data_image = parts / "data.ext4"
+    data_dir = work / "data-fs"
+    data_dir.mkdir()
+    make_ext4(
+        tree,
+        data_image,
+        size_bytes=spec.data_size_mb * MIB,
+        fs_uuid=spec.derived_uuid("data-uuid"),
+        hash_seed=spec.derived_uuid("data-hash-seed"),
+        epoch=epoch,
+        label="data",
+        workdir=data_dir,
+    )
+    return data_image
+
+
+def _record(spec: ImageSpec, epoch: int, arch: str, wheels: list, staged_out: Path, slot_size: int) -> dict:
+    return {
+        "schema": RECORD_SCHEMA,
+        "profile": spec.profile,
+        "arch": arch,
+        "version": spec.version,
+        "min_version": spec.min_version,
+        "source_date_epoch": epoch,
+        "seed": spec.effective_seed,
+        "rootfs_type": spec.rootfs_type,
+        "slot_size": slot_size,
+        "inputs": {
+            "base": file_digest(spec.base).as_dict() | {"path": str(spec.base)}
+            if spec.base
+            else "demo-busybox",
+            "bundle_manifest": file_digest(Path(spec.bundle) / "manifest.json").as_dict(),
+            "wheels": [
+                {"file": w.filename, "name": w.name, "version": w.version, "sha256": w.sha256, "size": w.size}
+                for w in wheels
+            ],
+        },
+        "outputs": {p.name: file_digest(p).as_dict() for p in sorted(staged_out.iterdir())},
+        "tools": {tool: _tool_version(tool, args) for tool, args in sorted(_TOOLS.items())},
+    }
+
+
+def _tool_version(tool: str, args: list[str]) -> str:
+    try:
+        completed = subprocess.run([require_tool(tool), *args], capture_output=True, text=True, check=False)
+    except ImageError:
+        return "not installed"
+    lines = (completed.stdout + completed.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown"

@@ -1,0 +1,246 @@
+"""`orbox image ...`: build images, verify and install signed A/B updates, confirm boots."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from image_build.errors import ImageError
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+_DIR = click.Path(file_okay=False, path_type=Path)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Expected failures become one line and exit 1, never a traceback."""
+    from quantize.manifest import BundleError
+
+    try:
+        yield
+    except (ImageError, BundleError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _public_key(path: Path) -> Any:
+    from quantize.manifest import load_public_key
+
+    return load_public_key(path)
+
+
+@click.group()
+def image() -> None:
+    """Reproducible factory images, signed A/B update bundles and SBOMs."""
+
+
+@image.command("build")
+@click.option("--profile", help="Hardware profile name (see `orbox profile list`).")
+@click.option("--bundle", "bundle", type=_DIR, help="Artifact bundle directory (manifest.json).")
+@click.option("--out", "out_dir", type=_DIR, required=True, help="Output directory.")
+@click.option("--base", type=_FILE, help="OS base rootfs tarball; default: the busybox-static demo base.")
+@click.option(
+    "--key", type=_FILE, help="ed25519 signing key from `orbox keygen`; without it no update bundle."
+)
+@click.option("--version", "version", help="Image version (PEP 440).")
+@click.option("--min-version", help="Oldest installed version this update may be applied to.")
+@click.option("--spec", "spec_path", type=_FILE, help="TOML spec; options given here override it.")
+@click.option("--wheel", "wheels", type=_FILE, multiple=True, help="Payload wheel (repeatable).")
+@click.option("--wheelhouse", type=_DIR, help="Directory whose *.whl files join the payload.")
+@click.option(
+    "--rootfs", "rootfs_type", type=click.Choice(["ext4", "squashfs"]), help="Root filesystem type."
+)
+def build(
+    profile: str | None,
+    bundle: Path | None,
+    out_dir: Path,
+    base: Path | None,
+    key: Path | None,
+    version: str | None,
+    min_version: str | None,
+    spec_path: Path | None,
+    wheels: tuple[Path, ...],
+    wheelhouse: Path | None,
+    rootfs_type: str | None,
+) -> None:
+    """Build the rootfs, factory disk + .bmap, signed update bundle, SBOM and build record."""
+    from image_build.build import build_image
+    from image_build.spec import load_spec
+
+    wheel_paths = list(wheels) + (sorted(wheelhouse.glob("*.whl")) if wheelhouse else [])
+    overrides = {
+        "profile": profile,
+        "bundle": bundle,
+        "base": base,
+        "version": version,
+        "min_version": min_version,
+        "rootfs_type": rootfs_type,
+        "wheels": [{"path": path} for path in wheel_paths],
+    }
+    started = time.monotonic()
+    with _user_errors():
+        spec = load_spec(spec_path, overrides)
+        with click.progressbar(
+            length=7, label="orbox image build", show_eta=False, item_show_func=lambda label: label
+        ) as bar:
+            result = build_image(spec, out_dir, key_path=key, step=_advance(bar))
+    if key is None:
+        click.echo("note: no --key given, so no signed update bundle was written", err=True)
+    for name, entry in sorted(result.record["outputs"].items()):
+        click.echo(f"  {name:24s} {entry['size'] / 1e6:10.1f} MB  sha256 {entry['sha256']}")
+    click.echo(f"built {spec.profile} {spec.version} into {out_dir} in {time.monotonic() - started:.1f} s")
+
+
+def _advance(bar: Any) -> Callable[[str], None]:
+    def step(label: str) -> None:
+        bar.update(1, label)
+
+    return step
+
+
+@image.command("verify")
+@click.argument("bundle", type=_FILE)
+@click.option(
+    "--pubkey", type=_FILE, required=True, help="ed25519 public key (PEM) the bundle must be signed by."
+)
+def verify(bundle: Path, pubkey: Path) -> None:
+    """Check an update bundle's envelope, signature, schema and every payload hash."""
+    from image_build.update_bundle import open_update_bundle
+
+    with _user_errors(), open_update_bundle(bundle, _public_key(pubkey)) as verified:
+        for entry in verified.manifest["files"]:
+            for _ in verified.read_file(entry):
+                pass
+        manifest = verified.manifest
+    click.echo(
+        f"OK {bundle}: signed by {pubkey}; profile {manifest['profile']}, version {manifest['version']} "
+        f"(installs over >= {manifest['min_version']})"
+    )
+    for entry in manifest["files"]:
+        click.echo(
+            f"  {entry['role']:10s} {entry['name']:24s} {entry['size']:>12d} B  sha256 {entry['sha256']}"
+        )
+    for relpath, entry in sorted(manifest.get("artifacts", {}).items()):
+        click.echo(
+            f"  model      {relpath:24s} {entry.get('kind', '?')}/{entry.get('role', '?')}  "
+            f"sha256 {entry.get('sha256')}"
+        )
+
+
+@image.command("init-target")
+@click.argument("target", type=_DIR)
+@click.option("--profile", required=True, help="The box's hardware profile.")
+@click.option("--version", "version", required=True, help="Version of the factory image in slot A.")
+@click.option("--image", "image_path", type=_FILE, required=True, help="Root filesystem image for slot A.")
+@click.option("--pubkey", type=_FILE, required=True, help="Update signing public key the box trusts.")
+@click.option("--slot-size-mb", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Boots a new slot gets before falling back unless confirmed.",
+)
+def init_target(
+    target: Path,
+    profile: str,
+    version: str,
+    image_path: Path,
+    pubkey: Path,
+    slot_size_mb: int,
+    max_attempts: int,
+) -> None:
+    """Create a simulated slot layout: slot A = IMAGE (good, primary), slot B empty."""
+    from image_build.slots import init_target as make_target
+    from orbox.atomic import atomic_write_bytes
+
+    with _user_errors():
+        _public_key(pubkey)
+        make_target(
+            target,
+            profile=profile,
+            version=version,
+            image=image_path,
+            slot_size=slot_size_mb << 20,
+            max_attempts=max_attempts,
+        )
+        atomic_write_bytes(target / "update.pub", pubkey.read_bytes())
+    click.echo(f"initialised {target}: slot a = {image_path.name} ({version}, good, primary), slot b empty")
+
+
+@image.command("install")
+@click.argument("bundle", type=_FILE)
+@click.option("--target", type=_DIR, required=True, help="Slot layout directory (see init-target).")
+@click.option("--pubkey", type=_FILE, help="Trusted public key; default TARGET/update.pub.")
+@click.option("--force", is_flag=True, help="Allow a downgrade or a reinstall of the same version.")
+def install(bundle: Path, target: Path, pubkey: Path | None, force: bool) -> None:
+    """Check everything, then write the inactive slot and make it primary (pending until mark-good)."""
+    from image_build.slots import install as run_install
+
+    with _user_errors():
+        key = _public_key(pubkey or target / "update.pub")
+        with click.progressbar(length=bundle.stat().st_size, label="writing slot") as bar:
+            result = run_install(bundle, target, key, force=force, progress=bar.update)
+    click.echo(
+        f"installed {result.version} into slot {result.slot} (was {result.previous_version}); "
+        "it boots next and falls back unless `orbox image mark-good` confirms it"
+    )
+
+
+@image.command("boot")
+@click.option("--target", type=_DIR, required=True)
+def boot(target: Path) -> None:
+    """Simulate one power-on: the bootloader picks a slot and spends one boot attempt."""
+    from image_build.slots import boot as run_boot
+    from image_build.slots import load_state
+
+    with _user_errors():
+        slot = run_boot(target)
+        version = load_state(target)["slots"][slot].get("version")
+    click.echo(f"booted slot {slot} ({version})")
+
+
+@image.command("mark-good")
+@click.option("--target", type=_DIR, required=True)
+def mark_good(target: Path) -> None:
+    """Confirm the booted slot so the bootloader keeps it."""
+    from image_build.slots import mark_good as confirm
+
+    with _user_errors():
+        slot, changed = confirm(target)
+    click.echo(f"slot {slot} marked good" if changed else f"slot {slot} was already good")
+
+
+@image.command("demo-base")
+@click.option("--out", type=_FILE, required=True, help="Tarball to write.")
+@click.option("--epoch", type=int, default=0, show_default=True, help="mtime of every member.")
+def demo_base(out: Path, epoch: int) -> None:
+    """Write the busybox-static demo OS base tarball (what `build` uses without --base)."""
+    from image_build.demo_base import build_demo_base
+
+    with _user_errors():
+        build_demo_base(out, epoch)
+    click.echo(f"wrote {out}")
+
+
+@image.command("boot-test")
+@click.argument("disk", type=_FILE)
+@click.option(
+    "--rootfs", "rootfs_type", type=click.Choice(["ext4", "squashfs"]), default="ext4", show_default=True
+)
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True)
+def boot_test(disk: Path, rootfs_type: str, timeout_s: float) -> None:
+    """Boot the factory disk under qemu (software emulation) and check the self-check line."""
+    import tempfile
+
+    from image_build.qemu import boot_test as run_boot_test
+
+    with _user_errors(), tempfile.TemporaryDirectory() as work:
+        report = run_boot_test(disk, Path(work), rootfs_type=rootfs_type, timeout_s=timeout_s)
+    click.echo(f"{report.verdict} ({report.seconds:.1f} s under qemu TCG)")
+    if not report.ok:
+        raise click.ClickException("boot test failed; console tail:\n" + report.console[-1500:])
