@@ -1,1 +1,14 @@
-"""placeholder."""
+"""kernels: Cython image kernels for the box, starting with laparoscopic dehazing/desmoking.
+
+Imports nothing else of orbox. `Dehazer` is the public entry point.
+"""
+
+import os
+
+# OpenMP's default spin-wait made 2 threads slower than 1 on a busy VM (DESIGN.md section 2):
+# idle kernel threads must sleep, not burn the core the LLM or the capture thread needs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from kernels.dehazer import PIXEL_FORMATS, Dehazer, Tuning  # noqa: E402
+
+__all__ = ["Dehazer", "PIXEL_FORMATS", "Tuning"]

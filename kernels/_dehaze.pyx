@@ -1,1 +1,679 @@
-# placeholder
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Cython core of the dehaze kernel.
+
+Every function works on caller-owned, preallocated buffers (no per-frame allocation) and releases
+the GIL. Full-resolution work happens in exactly two passes over the frame:
+
+1. `block_stats_*`: one read of the frame that reduces each s x s block to its mean and per-channel
+   minimum (the dark channel prior commutes: min over a patch of min over channels).
+2. `recover_*`: one fused read-modify-write pass that upsamples the guided-filter coefficients
+   bilinearly, forms t = a * luma + b, and applies J = (I - A) / t + A.
+
+Everything in between runs on the s-times subsampled grid, which is s^2 times smaller.
+The per-row work is independent, so output is byte-identical for any thread count.
+"""
+
+from cython.parallel cimport prange, threadid
+from libc.math cimport sqrtf, floorf, ceilf, fminf, fmaxf
+from libc.string cimport memcpy
+
+ctypedef unsigned char u8
+
+# BT.709 luma weights and the limited-range (16..235 / 16..240) NV12 conversion.
+cdef float KR = 0.2126
+cdef float KG = 0.7152
+cdef float KB = 0.0722
+cdef float Y_SCALE = 255.0 / 219.0
+cdef float C_SCALE = 255.0 / 224.0
+cdef float CR_V = 1.5748
+cdef float CG_U = 0.1873242
+cdef float CG_V = 0.4681242
+cdef float CB_U = 1.8556
+
+
+cdef inline float _clampf(float v, float lo, float hi) noexcept nogil:
+    if v < lo:
+        return lo
+    if v > hi:
+        return hi
+    return v
+
+
+cdef inline u8 _to_u8(float v) noexcept nogil:
+    if v <= 0.0:
+        return 0
+    if v >= 255.0:
+        return 255
+    return <u8>(v + 0.5)
+
+
+# ------------------------------------------------------------------ pass 1: block statistics
+
+
+cdef void _stats_rgb_row(const u8[:, ::1] frame, int gy, int s, int ri, int gi, int bi,
+                         unsigned short* vsum, u8* vmin,
+                         float[:, :, ::1] mean, float[:, :, ::1] mins, float[:, ::1] luma) noexcept nogil:
+    # Vertical first: the s rows of this block row are folded into per-column sums and minima
+    # with flat unit-stride loops (vectorised), then each block reduces s columns.
+    cdef int height = frame.shape[0]
+    cdef int n3 = frame.shape[1]
+    cdef int width = n3 // 3
+    cdef int gw = mean.shape[1]
+    cdef int y0 = gy * s
+    cdef int y1 = min(y0 + s, height)
+    cdef int i, y, gx, x, x0, x1
+    cdef const u8* row = &frame[y0, 0]
+    cdef float sr, sg, sb, mr, mg, mb, n
+    for i in range(n3):
+        vsum[i] = row[i]
+        vmin[i] = row[i]
+    for y in range(y0 + 1, y1):
+        row = &frame[y, 0]
+        for i in range(n3):
+            vsum[i] = vsum[i] + row[i]
+            vmin[i] = vmin[i] if vmin[i] < row[i] else row[i]
+    for gx in range(gw):
+        x0 = gx * s
+        x1 = min(x0 + s, width)
+        sr = 0.0
+        sg = 0.0
+        sb = 0.0
+        mr = 255.0
+        mg = 255.0
+        mb = 255.0
+        for x in range(x0, x1):
+            sr = sr + vsum[3 * x + ri]
+            sg = sg + vsum[3 * x + gi]
+            sb = sb + vsum[3 * x + bi]
+            mr = min(mr, <float>vmin[3 * x + ri])
+            mg = min(mg, <float>vmin[3 * x + gi])
+            mb = min(mb, <float>vmin[3 * x + bi])
+        n = (y1 - y0) * (x1 - x0)
+        mean[gy, gx, 0] = sr / n
+        mean[gy, gx, 1] = sg / n
+        mean[gy, gx, 2] = sb / n
+        mins[gy, gx, 0] = mr
+        mins[gy, gx, 1] = mg
+        mins[gy, gx, 2] = mb
+        luma[gy, gx] = (KR * sr + KG * sg + KB * sb) / (255.0 * n)
+
+
+def block_stats_rgb(const u8[:, ::1] frame, int s, int ri, int gi, int bi,
+                    float[:, :, ::1] mean, float[:, :, ::1] mins, float[:, ::1] luma,
+                    unsigned short[:, ::1] vsum, u8[:, ::1] vmin, int threads):
+    """Per s x s block: mean and min of each channel (0..255), and mean BT.709 luma (0..1).
+
+    `vsum`/`vmin` are (threads, 3 * width) scratch rows.
+    """
+    cdef int gy, tid
+    cdef int gh = mean.shape[0]
+    if threads > 1:
+        for gy in prange(gh, nogil=True, schedule="static", num_threads=threads):
+            tid = threadid()
+            _stats_rgb_row(frame, gy, s, ri, gi, bi, &vsum[tid, 0], &vmin[tid, 0], mean, mins, luma)
+    else:
+        with nogil:
+            for gy in range(gh):
+                _stats_rgb_row(frame, gy, s, ri, gi, bi, &vsum[0, 0], &vmin[0, 0], mean, mins, luma)
+
+
+cdef void _stats_nv12_row(const u8[:, ::1] frame, int gy, int s, int height,
+                          float[:, :, ::1] mean, float[:, :, ::1] mins, float[:, ::1] luma) noexcept nogil:
+    # Each chroma sample covers a 2x2 luma quad, so the RGB min over the quad is the luma min
+    # plus that sample's chroma term: no per-pixel colour conversion is needed.
+    cdef int width = frame.shape[1]
+    cdef int gw = mean.shape[1]
+    cdef int cy0 = (gy * s) // 2
+    cdef int cy1 = min(cy0 + s // 2, height // 2)
+    cdef int gx, cx, cyy, cx0, cx1, ly
+    cdef float u, v, ymin, ysum, ru, gu, bu, n, sr, sg, sb, mr, mg, mb, sy, t
+    for gx in range(gw):
+        cx0 = (gx * s) // 2
+        cx1 = min(cx0 + s // 2, width // 2)
+        sr = 0.0
+        sg = 0.0
+        sb = 0.0
+        sy = 0.0
+        mr = 1e9
+        mg = 1e9
+        mb = 1e9
+        n = 0.0
+        for cyy in range(cy0, cy1):
+            for cx in range(cx0, cx1):
+                u = (frame[height + cyy, 2 * cx] - 128.0) * C_SCALE
+                v = (frame[height + cyy, 2 * cx + 1] - 128.0) * C_SCALE
+                ly = 2 * cyy
+                ymin = min(min(frame[ly, 2 * cx], frame[ly, 2 * cx + 1]),
+                           min(frame[ly + 1, 2 * cx], frame[ly + 1, 2 * cx + 1]))
+                ysum = (<float>frame[ly, 2 * cx] + frame[ly, 2 * cx + 1]
+                        + frame[ly + 1, 2 * cx] + frame[ly + 1, 2 * cx + 1])
+                ru = CR_V * v
+                gu = -CG_U * u - CG_V * v
+                bu = CB_U * u
+                ymin = (ymin - 16.0) * Y_SCALE
+                ysum = (ysum - 64.0) * Y_SCALE
+                sy = sy + ysum
+                sr = sr + ysum + 4.0 * ru
+                sg = sg + ysum + 4.0 * gu
+                sb = sb + ysum + 4.0 * bu
+                t = ymin + ru
+                if t < mr:
+                    mr = t
+                t = ymin + gu
+                if t < mg:
+                    mg = t
+                t = ymin + bu
+                if t < mb:
+                    mb = t
+                n = n + 4.0
+        mean[gy, gx, 0] = _clampf(sr / n, 0.0, 255.0)
+        mean[gy, gx, 1] = _clampf(sg / n, 0.0, 255.0)
+        mean[gy, gx, 2] = _clampf(sb / n, 0.0, 255.0)
+        mins[gy, gx, 0] = _clampf(mr, 0.0, 255.0)
+        mins[gy, gx, 1] = _clampf(mg, 0.0, 255.0)
+        mins[gy, gx, 2] = _clampf(mb, 0.0, 255.0)
+        luma[gy, gx] = _clampf(sy / (255.0 * n), 0.0, 1.0)
+
+
+def block_stats_nv12(const u8[:, ::1] frame, int s, int height,
+                     float[:, :, ::1] mean, float[:, :, ::1] mins, float[:, ::1] luma, int threads):
+    """NV12 twin of block_stats_rgb: the same statistics, in full-range RGB, read from Y and UV."""
+    cdef int gy
+    cdef int gh = mean.shape[0]
+    if threads > 1:
+        for gy in prange(gh, nogil=True, schedule="static", num_threads=threads):
+            _stats_nv12_row(frame, gy, s, height, mean, mins, luma)
+    else:
+        with nogil:
+            for gy in range(gh):
+                _stats_nv12_row(frame, gy, s, height, mean, mins, luma)
+
+
+# ------------------------------------------------------------------ grid-level estimation
+
+
+def disc_mask(float[:, ::1] luma, float threshold, u8[:, ::1] inside):
+    """Find the scope's bright disc on the grid. Returns (cx, cy, r, bright_fraction) in grid units.
+
+    The disc is taken as the circle with the bright cells' centroid and area; `inside` marks the
+    cells safely inside it (one cell of margin) for the statistics.
+    """
+    cdef int gh = luma.shape[0]
+    cdef int gw = luma.shape[1]
+    cdef int y, x
+    cdef double count = 0.0, sx = 0.0, sy = 0.0
+    cdef float cx, cy, r, ri, dx, dy
+    with nogil:
+        for y in range(gh):
+            for x in range(gw):
+                if luma[y, x] > threshold:
+                    count = count + 1.0
+                    sx = sx + x + 0.5
+                    sy = sy + y + 0.5
+    if count < 16:
+        inside[:, :] = 0
+        return (gw / 2.0, gh / 2.0, 0.0, 0.0)
+    cx = sx / count
+    cy = sy / count
+    r = sqrtf(count / 3.14159265)
+    ri = r - 1.5
+    with nogil:
+        for y in range(gh):
+            dy = y + 0.5 - cy
+            for x in range(gw):
+                dx = x + 0.5 - cx
+                inside[y, x] = 1 if dx * dx + dy * dy <= ri * ri else 0
+    return (cx, cy, r, count / (gh * gw))
+
+
+def airlight_candidates(float[:, :, ::1] mean, float[:, :, ::1] mins, const u8[:, ::1] inside,
+                        float saturation, long[::1] hist):
+    """Histogram (256 bins) of the raw dark channel over usable cells.
+
+    Cells outside the disc and cells whose brightest mean channel is near saturation (speculars,
+    polished instruments) are left out, so they cannot win the airlight vote.
+    """
+    cdef int gh = mean.shape[0]
+    cdef int gw = mean.shape[1]
+    cdef int y, x
+    cdef float d, hi
+    hist[:] = 0
+    with nogil:
+        for y in range(gh):
+            for x in range(gw):
+                if not inside[y, x]:
+                    continue
+                hi = max(mean[y, x, 0], max(mean[y, x, 1], mean[y, x, 2]))
+                if hi >= saturation:
+                    continue
+                d = min(mins[y, x, 0], min(mins[y, x, 1], mins[y, x, 2]))
+                hist[<int>d] += 1
+
+
+def airlight_mean(float[:, :, ::1] mean, float[:, :, ::1] mins, const u8[:, ::1] inside,
+                  float saturation, int min_dark):
+    """Mean colour (0..255) of usable cells whose raw dark channel is >= min_dark, and their count."""
+    cdef int gh = mean.shape[0]
+    cdef int gw = mean.shape[1]
+    cdef int y, x
+    cdef double sr = 0.0, sg = 0.0, sb = 0.0, n = 0.0
+    cdef float d, hi
+    with nogil:
+        for y in range(gh):
+            for x in range(gw):
+                if not inside[y, x]:
+                    continue
+                hi = max(mean[y, x, 0], max(mean[y, x, 1], mean[y, x, 2]))
+                if hi >= saturation:
+                    continue
+                d = min(mins[y, x, 0], min(mins[y, x, 1], mins[y, x, 2]))
+                if d >= min_dark:
+                    sr = sr + mean[y, x, 0]
+                    sg = sg + mean[y, x, 1]
+                    sb = sb + mean[y, x, 2]
+                    n = n + 1.0
+    if n == 0:
+        return (0.0, 0.0, 0.0, 0)
+    return (sr / n, sg / n, sb / n, int(n))
+
+
+def normalized_dark(float[:, :, ::1] mins, const u8[:, ::1] inside, float ar, float ag, float ab,
+                    float[:, ::1] dark):
+    """min over channels of (block min / A): the dark channel of I / A on the grid.
+
+    Cells outside the disc get a value above any real one, so the erosion that follows never
+    lets the black vignette pull the dark channel down at the disc's edge.
+    """
+    cdef int gh = mins.shape[0]
+    cdef int gw = mins.shape[1]
+    cdef int y, x
+    cdef float ir = 1.0 / ar, ig = 1.0 / ag, ib = 1.0 / ab
+    with nogil:
+        for y in range(gh):
+            for x in range(gw):
+                if inside[y, x]:
+                    dark[y, x] = min(mins[y, x, 0] * ir, min(mins[y, x, 1] * ig, mins[y, x, 2] * ib))
+                else:
+                    dark[y, x] = 1e30
+
+
+def min_filter(float[:, ::1] src, int radius, float[:, ::1] tmp, float[:, ::1] dst):
+    """Separable (2r+1)^2 min filter (grey erosion) with edge clamping."""
+    cdef int gh = src.shape[0]
+    cdef int gw = src.shape[1]
+    cdef int y, x, k, lo, hi
+    cdef float m
+    with nogil:
+        for y in range(gh):
+            for x in range(gw):
+                lo = max(0, x - radius)
+                hi = min(gw - 1, x + radius)
+                m = src[y, lo]
+                for k in range(lo + 1, hi + 1):
+                    if src[y, k] < m:
+                        m = src[y, k]
+                tmp[y, x] = m
+        for y in range(gh):
+            lo = max(0, y - radius)
+            hi = min(gh - 1, y + radius)
+            for x in range(gw):
+                dst[y, x] = tmp[lo, x]
+            for k in range(lo + 1, hi + 1):
+                for x in range(gw):
+                    if tmp[k, x] < dst[y, x]:
+                        dst[y, x] = tmp[k, x]
+
+
+def masked_histogram(float[:, ::1] values, const u8[:, ::1] inside, float scale, long[::1] hist):
+    """256-bin histogram of clamp(values * scale) over the cells inside the disc."""
+    cdef int gh = values.shape[0]
+    cdef int gw = values.shape[1]
+    cdef int y, x, b
+    hist[:] = 0
+    with nogil:
+        for y in range(gh):
+            for x in range(gw):
+                if inside[y, x]:
+                    b = <int>_clampf(values[y, x] * scale, 0.0, 255.0)
+                    hist[b] += 1
+
+
+def transmission(float[:, ::1] dark, const u8[:, ::1] inside, float omega, float[:, ::1] t):
+    """t = 1 - omega * dark inside the disc; outside, the inside mean, a neutral fill so the
+    vignette edge does not drag the guided filter. Returns that mean."""
+    cdef int gh = dark.shape[0]
+    cdef int gw = dark.shape[1]
+    cdef int y, x
+    cdef double total = 0.0, n = 0.0
+    cdef float fill
+    with nogil:
+        for y in range(gh):
+            for x in range(gw):
+                if inside[y, x]:
+                    t[y, x] = 1.0 - omega * dark[y, x]
+                    total = total + t[y, x]
+                    n = n + 1.0
+        fill = total / n if n > 0 else 1.0
+        for y in range(gh):
+            for x in range(gw):
+                if not inside[y, x]:
+                    t[y, x] = fill
+    return fill
+
+
+cdef void _box_filter(float[:, ::1] src, int r, float[:, ::1] tmp, float[::1] acc,
+                      float[:, ::1] dst) noexcept nogil:
+    # Separable running-sum box mean; the window is clipped at the borders and normalised by its
+    # true size, so edges are not darkened. O(N) whatever the radius.
+    cdef int gh = src.shape[0]
+    cdef int gw = src.shape[1]
+    cdef int y, x
+    cdef float run
+    for y in range(gh):
+        run = 0.0
+        for x in range(min(r, gw - 1) + 1):
+            run = run + src[y, x]
+        for x in range(gw):
+            tmp[y, x] = run / (min(x + r, gw - 1) - max(x - r, 0) + 1)
+            if x + r + 1 < gw:
+                run = run + src[y, x + r + 1]
+            if x - r >= 0:
+                run = run - src[y, x - r]
+    for x in range(gw):
+        acc[x] = 0.0
+    for y in range(min(r, gh - 1) + 1):
+        for x in range(gw):
+            acc[x] = acc[x] + tmp[y, x]
+    cdef float inv
+    for y in range(gh):
+        inv = 1.0 / (min(y + r, gh - 1) - max(y - r, 0) + 1)
+        for x in range(gw):
+            dst[y, x] = acc[x] * inv
+        if y + r + 1 < gh:
+            for x in range(gw):
+                acc[x] = acc[x] + tmp[y + r + 1, x]
+        if y - r >= 0:
+            for x in range(gw):
+                acc[x] = acc[x] - tmp[y - r, x]
+
+
+def guided_coefficients(float[:, ::1] guide, float[:, ::1] p, int r, float eps,
+                        float[:, :, ::1] work, float[::1] acc, float[:, ::1] a, float[:, ::1] b):
+    """He's guided filter on the grid: returns box-averaged (a, b) so that q = a * guide + b.
+
+    `work` holds 6 grid-sized scratch planes. Upsampling (a, b) and applying them at full
+    resolution is the 'fast guided filter' (He & Sun 2015); the caller does that in recover_*.
+    """
+    cdef int gh = guide.shape[0]
+    cdef int gw = guide.shape[1]
+    cdef int y, x
+    cdef float[:, ::1] tmp = work[0]
+    cdef float[:, ::1] mean_i = work[1]
+    cdef float[:, ::1] mean_p = work[2]
+    cdef float[:, ::1] corr_ip = work[3]
+    cdef float[:, ::1] corr_ii = work[4]
+    cdef float[:, ::1] prod = work[5]
+    cdef float var_i, cov_ip, ak
+    with nogil:
+        _box_filter(guide, r, tmp, acc, mean_i)
+        _box_filter(p, r, tmp, acc, mean_p)
+        for y in range(gh):
+            for x in range(gw):
+                prod[y, x] = guide[y, x] * p[y, x]
+        _box_filter(prod, r, tmp, acc, corr_ip)
+        for y in range(gh):
+            for x in range(gw):
+                prod[y, x] = guide[y, x] * guide[y, x]
+        _box_filter(prod, r, tmp, acc, corr_ii)
+        for y in range(gh):
+            for x in range(gw):
+                var_i = corr_ii[y, x] - mean_i[y, x] * mean_i[y, x]
+                cov_ip = corr_ip[y, x] - mean_i[y, x] * mean_p[y, x]
+                ak = cov_ip / (var_i + eps)
+                corr_ii[y, x] = ak
+                corr_ip[y, x] = mean_p[y, x] - ak * mean_i[y, x]
+        _box_filter(corr_ii, r, tmp, acc, a)
+        _box_filter(corr_ip, r, tmp, acc, b)
+
+
+# ------------------------------------------------------------------ pass 2: fused recovery
+
+
+cdef void _expand_row(const float* g, int gw, int s, int width, float* out) noexcept nogil:
+    # Linear interpolation of one grid row to full width. Pixel x sits at grid coordinate
+    # (x + 0.5) / s - 0.5, so for even s each grid interval j feeds the s pixels starting at
+    # s * j + s / 2 with fixed weights (k + 0.5) / s: no per-pixel index or weight tables.
+    cdef int half = s // 2
+    cdef int j, k, x, x_end
+    cdef float base, step, inv_s = 1.0 / s
+    for x in range(min(half, width)):
+        out[x] = g[0]
+    for j in range(gw - 1):
+        base = g[j]
+        step = g[j + 1] - g[j]
+        x = s * j + half
+        x_end = min(x + s, width)
+        for k in range(x_end - x):
+            out[x + k] = base + ((k + 0.5) * inv_s) * step
+    for x in range(max(0, s * (gw - 1) + half), width):
+        out[x] = g[gw - 1]
+
+
+cdef struct CoeffCache:
+    # Per-thread full-width expansions of the two grid rows around the current pixel row.
+    float* a0
+    float* da
+    float* b0
+    float* db
+    int* grid_row
+
+
+cdef void _coeff_rows(const float[:, ::1] a, const float[:, ::1] b, int y, int s, int width,
+                      CoeffCache* cache, float* wy_out) noexcept nogil:
+    # Rows of one grid interval share their expansions; only the vertical weight changes.
+    cdef int gh = a.shape[0]
+    cdef int gw = a.shape[1]
+    cdef float fy = (y + 0.5) / s - 0.5
+    cdef int ya = <int>floorf(fy)
+    cdef float wy = fy - ya
+    cdef int yb, x
+    if ya < 0:
+        ya = 0
+        wy = 0.0
+    if ya >= gh - 1:
+        ya = gh - 1
+        wy = 0.0
+    wy_out[0] = wy
+    if cache.grid_row[0] == ya:
+        return
+    yb = min(ya + 1, gh - 1)
+    _expand_row(&a[ya, 0], gw, s, width, cache.a0)
+    _expand_row(&a[yb, 0], gw, s, width, cache.da)
+    _expand_row(&b[ya, 0], gw, s, width, cache.b0)
+    _expand_row(&b[yb, 0], gw, s, width, cache.db)
+    for x in range(width):
+        cache.da[x] = cache.da[x] - cache.a0[x]
+        cache.db[x] = cache.db[x] - cache.b0[x]
+    cache.grid_row[0] = ya
+
+
+cdef inline CoeffCache _cache_at(float[:, ::1] rows, int first, int* grid_row) noexcept nogil:
+    # Four scratch rows starting at `first`; grid_row persists across the thread's iterations.
+    cdef CoeffCache cache
+    cache.a0 = &rows[first, 0]
+    cache.da = &rows[first + 1, 0]
+    cache.b0 = &rows[first + 2, 0]
+    cache.db = &rows[first + 3, 0]
+    cache.grid_row = grid_row
+    return cache
+
+
+cdef inline void _span(int y, int width, float cx, float cy, float r, int* xs, int* xe) noexcept nogil:
+    # Columns [xs, xe) of row y that lie inside the scope disc (full-res units); r < 0 = whole row.
+    cdef float dy, half
+    if r < 0:
+        xs[0] = 0
+        xe[0] = width
+        return
+    dy = y + 0.5 - cy
+    if dy * dy >= r * r:
+        xs[0] = 0
+        xe[0] = 0
+        return
+    half = sqrtf(r * r - dy * dy)
+    xs[0] = max(0, <int>ceilf(cx - half - 0.5))
+    xe[0] = min(width, <int>floorf(cx + half - 0.5) + 1)
+    if xe[0] < xs[0]:
+        xe[0] = xs[0]
+
+
+cdef void _recover_rgb_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
+                           const float[:, ::1] a, const float[:, ::1] b, CoeffCache* cache,
+                           float w0, float w1, float w2, float a0, float a1, float a2, float t0,
+                           float cx, float cy, float r, bint in_place) noexcept nogil:
+    # Channel order is memory order here: the caller permutes the luma weights and A for bgr24,
+    # so the loop body is the same for both and stays branch-free.
+    cdef int width = src.shape[1] // 3
+    cdef int xs, xe, x
+    cdef const u8* sp = &src[y, 0]
+    cdef u8* dp = &dst[y, 0]
+    cdef float v0, v1, v2, t, inv, wy
+    _span(y, width, cx, cy, r, &xs, &xe)
+    if not in_place:
+        if xs > 0:
+            memcpy(dp, sp, 3 * xs)
+        if xe < width:
+            memcpy(dp + 3 * xe, sp + 3 * xe, 3 * (width - xe))
+    if xe <= xs:
+        return
+    _coeff_rows(a, b, y, s, width, cache, &wy)
+    cdef const float* ca = cache.a0
+    cdef const float* cda = cache.da
+    cdef const float* cb = cache.b0
+    cdef const float* cdb = cache.db
+    for x in range(xs, xe):
+        v0 = sp[3 * x]
+        v1 = sp[3 * x + 1]
+        v2 = sp[3 * x + 2]
+        t = (ca[x] + wy * cda[x]) * (w0 * v0 + w1 * v1 + w2 * v2) + (cb[x] + wy * cdb[x])
+        t = fminf(fmaxf(t, t0), 1.0)
+        inv = 1.0 / t
+        dp[3 * x] = <u8>(fminf(fmaxf((v0 - a0) * inv + a0, 0.0), 255.0) + 0.5)
+        dp[3 * x + 1] = <u8>(fminf(fmaxf((v1 - a1) * inv + a1, 0.0), 255.0) + 0.5)
+        dp[3 * x + 2] = <u8>(fminf(fmaxf((v2 - a2) * inv + a2, 0.0), 255.0) + 0.5)
+
+
+def recover_rgb(const u8[:, ::1] src, u8[:, ::1] dst, int s, int ri, int gi, int bi,
+                const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] rows, int[::1] grid_rows,
+                float ar, float ag, float ab, float t0, float cx, float cy, float r, bint in_place, int threads):
+    """J = (I - A) / max(t, t0) + A with t = a(x) * luma(x) + b(x), for rgb24/bgr24 (A in 0..255).
+
+    `rows` is a (4 * threads, width) scratch and `grid_rows` a (threads,) one.
+    """
+    cdef int height = src.shape[0]
+    cdef int y, tid
+    cdef float lw[3]
+    cdef float av[3]
+    cdef CoeffCache cache
+    lw[ri] = KR / 255.0
+    lw[gi] = KG / 255.0
+    lw[bi] = KB / 255.0
+    av[ri] = ar
+    av[gi] = ag
+    av[bi] = ab
+    grid_rows[:] = -1
+    if threads > 1:
+        for y in prange(height, nogil=True, schedule="static", num_threads=threads):
+            tid = threadid()
+            cache = _cache_at(rows, 4 * tid, &grid_rows[tid])
+            _recover_rgb_row(src, dst, y, s, a, b, &cache, lw[0], lw[1], lw[2],
+                             av[0], av[1], av[2], t0, cx, cy, r, in_place)
+    else:
+        cache = _cache_at(rows, 0, &grid_rows[0])
+        with nogil:
+            for y in range(height):
+                _recover_rgb_row(src, dst, y, s, a, b, &cache, lw[0], lw[1], lw[2],
+                                 av[0], av[1], av[2], t0, cx, cy, r, in_place)
+
+
+cdef void _recover_luma_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
+                            const float[:, ::1] a, const float[:, ::1] b, CoeffCache* cache,
+                            float* invrow, float ay, float t0, float cx, float cy, float r,
+                            bint in_place) noexcept nogil:
+    # Luma of one NV12 row; leaves 1/t per pixel in invrow (1 outside the disc) for the chroma.
+    cdef int width = src.shape[1]
+    cdef int xs, xe, x
+    cdef const u8* sp = &src[y, 0]
+    cdef u8* dp = &dst[y, 0]
+    cdef float t, inv, lum, wy
+    _span(y, width, cx, cy, r, &xs, &xe)
+    xs = xs & ~1
+    xe = min(width, (xe + 1) & ~1)
+    if not in_place:
+        if xs > 0:
+            memcpy(dp, sp, xs)
+        if xe < width:
+            memcpy(dp + xe, sp + xe, width - xe)
+    for x in range(width):
+        invrow[x] = 1.0
+    if xe <= xs:
+        return
+    _coeff_rows(a, b, y, s, width, cache, &wy)
+    cdef const float* ca = cache.a0
+    cdef const float* cda = cache.da
+    cdef const float* cb = cache.b0
+    cdef const float* cdb = cache.db
+    for x in range(xs, xe):
+        lum = sp[x]
+        t = (ca[x] + wy * cda[x]) * ((lum - 16.0) * (1.0 / 219.0)) + (cb[x] + wy * cdb[x])
+        t = fminf(fmaxf(t, t0), 1.0)
+        inv = 1.0 / t
+        invrow[x] = inv
+        dp[x] = <u8>(fminf(fmaxf((lum - ay) * inv + ay, 0.0), 255.0) + 0.5)
+
+
+cdef void _recover_nv12_pair(const u8[:, ::1] src, u8[:, ::1] dst, int cyrow, int height, int s,
+                             const float[:, ::1] a, const float[:, ::1] b, CoeffCache* cache,
+                             float* inv0, float* inv1, float ay, float au, float av, float t0,
+                             float cx, float cy, float r, bint in_place) noexcept nogil:
+    # One chroma row and the two luma rows it covers. Chroma uses the mean 1/t of its 2x2 quad,
+    # which is exact for the affine model averaged over the quad.
+    cdef int width = src.shape[1]
+    cdef int y = height + cyrow
+    cdef int c
+    cdef float inv, cu
+    cdef const u8* sp = &src[y, 0]
+    cdef u8* dp = &dst[y, 0]
+    _recover_luma_row(src, dst, 2 * cyrow, s, a, b, cache, inv0, ay, t0, cx, cy, r, in_place)
+    _recover_luma_row(src, dst, 2 * cyrow + 1, s, a, b, cache, inv1, ay, t0, cx, cy, r, in_place)
+    for c in range(width // 2):
+        inv = 0.25 * (inv0[2 * c] + inv0[2 * c + 1] + inv1[2 * c] + inv1[2 * c + 1])
+        cu = sp[2 * c]
+        dp[2 * c] = <u8>(fminf(fmaxf((cu - au) * inv + au, 0.0), 255.0) + 0.5)
+        cu = sp[2 * c + 1]
+        dp[2 * c + 1] = <u8>(fminf(fmaxf((cu - av) * inv + av, 0.0), 255.0) + 0.5)
+
+
+def recover_nv12(const u8[:, ::1] src, u8[:, ::1] dst, int height, int s,
+                 const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] rows, int[::1] grid_rows,
+                 float ay, float au, float av, float t0, float cx, float cy, float r, bint in_place, int threads):
+    """NV12 twin of recover_rgb: the affine model applied to Y and UV directly (A in limited-range YUV).
+
+    `rows` is a (6 * threads, width) scratch and `grid_rows` a (threads,) one.
+    """
+    cdef int pairs = height // 2
+    cdef int j, tid
+    cdef CoeffCache cache
+    grid_rows[:] = -1
+    if threads > 1:
+        for j in prange(pairs, nogil=True, schedule="static", num_threads=threads):
+            tid = threadid()
+            cache = _cache_at(rows, 6 * tid, &grid_rows[tid])
+            _recover_nv12_pair(src, dst, j, height, s, a, b, &cache, &rows[6 * tid + 4, 0], &rows[6 * tid + 5, 0],
+                               ay, au, av, t0, cx, cy, r, in_place)
+    else:
+        cache = _cache_at(rows, 0, &grid_rows[0])
+        with nogil:
+            for j in range(pairs):
+                _recover_nv12_pair(src, dst, j, height, s, a, b, &cache, &rows[4, 0], &rows[5, 0],
+                                   ay, au, av, t0, cx, cy, r, in_place)

@@ -36,7 +36,8 @@ def verify(bundle_dir: str, pubkey: str | None) -> None:
         click.echo(f"FAIL {problem}", err=True)
     if problems:
         sys.exit(1)
-    click.echo(f"OK {bundle_dir}: every artifact matches its manifest" + (" and the signature is valid" if pubkey else ""))
+    signed = " and the signature is valid" if pubkey else ""
+    click.echo(f"OK {bundle_dir}: every artifact matches its manifest{signed}")
 
 
 @click.command("keygen")

@@ -1,0 +1,314 @@
+"""`Dehazer`: laparoscopic smoke removal for one video stream.
+
+Dark channel prior (He et al. 2009) with the fast guided filter (He & Sun 2015), adapted to
+laparoscopy (see shared/DESIGN.md section 2):
+
+- the airlight is voted for by the haziest usable cells (speculars, instruments and the black
+  vignette excluded), averaged over a quantile instead of an arg-max, pulled towards grey
+  (surgical smoke is nearly achromatic, red tissue is not) and smoothed over time;
+- a smoke level (the haze veil over the clearest part of the view) gates the correction, so a
+  smoke-free frame passes through untouched; `strength` scales what remains;
+- pixels outside the scope's disc are never modified and never enter a statistic.
+
+The object owns every buffer it needs, sized at construction, so steady-state frames allocate
+nothing when `out` is given. It is stateful (temporal smoothing): use one per stream.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from kernels import _dehaze
+
+PIXEL_FORMATS = ("rgb24", "bgr24", "nv12")
+MIN_SIZE = 16
+# BT.709 luma weights; NV12 is limited range (Y 16..235, UV 16..240), as capture cards deliver it.
+_KR, _KG, _KB = 0.2126, 0.7152, 0.0722
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Algorithm constants. Defaults were chosen on the synthetic suite (`orbox dehaze eval`)."""
+
+    subsample: int = 4            # grid step s of the fast guided filter and of the statistics
+    dark_radius: int = 2          # erosion radius on the grid: a (2r+1)*s = 20 px patch
+    omega: float = 0.90           # fraction of haze removed (tissue breaks the prior: keep some)
+    t0: float = 0.15              # transmission floor: 1/t0 bounds the noise gain on video
+    gf_radius: int = 12           # guided-filter radius on the grid (48 px at s=4)
+    gf_eps: float = 1e-3          # guided-filter regulariser, in luma^2 (0..1 scale)
+    airlight_top: float = 0.002   # fraction of usable cells that vote for the airlight
+    saturation: float = 235.0     # cells whose brightest mean channel reaches this cannot vote
+    grey_pull: float = 0.90       # fraction of the airlight's chroma removed (smoke is near grey)
+    temporal_alpha: float = 0.15  # EMA weight of the newest frame for airlight and smoke level
+    veil_quantile: float = 0.05   # smoke level = this quantile of the dark channel inside the disc
+    gate_low: float = 0.12        # smoke level at which correction starts ...
+    gate_high: float = 0.20       # ... and at which it reaches full strength
+    vignette_luma: float = 0.06   # cells darker than this (mean luma 0..1) are vignette
+
+    def validated(self) -> Tuning:
+        checks = {
+            "subsample": 2 <= self.subsample <= 16 and self.subsample % 2 == 0,
+            "dark_radius": 0 <= self.dark_radius <= 32,
+            "omega": 0.0 < self.omega <= 1.0,
+            "t0": 0.01 <= self.t0 < 1.0,
+            "gf_radius": 1 <= self.gf_radius <= 256,
+            "gf_eps": self.gf_eps > 0.0,
+            "airlight_top": 0.0 < self.airlight_top <= 0.5,
+            "saturation": 1.0 <= self.saturation <= 255.0,
+            "grey_pull": 0.0 <= self.grey_pull <= 1.0,
+            "temporal_alpha": 0.0 < self.temporal_alpha <= 1.0,
+            "veil_quantile": 0.0 < self.veil_quantile < 1.0,
+            "gate_low": 0.0 <= self.gate_low < self.gate_high,
+            "gate_high": self.gate_high <= 1.0,
+            "vignette_luma": 0.0 <= self.vignette_luma < 1.0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"tuning parameter {name!r} is out of range: got {getattr(self, name)!r}")
+        return self
+
+
+def make_tuning(overrides: dict[str, Any]) -> Tuning:
+    known = {f.name: f.type for f in fields(Tuning)}
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise TypeError(f"unknown tuning parameter(s) {unknown}; expected some of {sorted(known)}")
+    base = Tuning()
+    typed = {}
+    for name, value in overrides.items():
+        kind = type(getattr(base, name))
+        wrong_kind = kind is int and not isinstance(value, int)
+        if isinstance(value, bool) or not isinstance(value, int | float) or wrong_kind:
+            raise TypeError(f"tuning parameter {name!r} must be {kind.__name__}, got {type(value).__name__}")
+        typed[name] = kind(value)
+    return replace(base, **typed).validated()
+
+
+def _smoothstep(lo: float, hi: float, x: float) -> float:
+    u = min(max((x - lo) / (hi - lo), 0.0), 1.0)
+    return u * u * (3.0 - 2.0 * u)
+
+
+def rgb_airlight_to_yuv(airlight: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Limited-range BT.709 Y, U, V (0..255 codes) of an RGB airlight given in 0..255."""
+    r, g, b = (c / 255.0 for c in airlight)
+    y = _KR * r + _KG * g + _KB * b
+    return 16.0 + 219.0 * y, 128.0 + 224.0 * (b - y) / 1.8556, 128.0 + 224.0 * (r - y) / 1.5748
+
+
+class Dehazer:
+    """Stateful per-stream smoke remover. See the module docstring for the method."""
+
+    def __init__(self, width: int, height: int, pixel_format: str = "rgb24", *, strength: float = 1.0,
+                 threads: int = 1, **tuning: Any) -> None:
+        for name, value in (("width", width), ("height", height), ("threads", threads)):
+            if isinstance(value, bool) or not isinstance(value, int | np.integer):
+                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if pixel_format not in PIXEL_FORMATS:
+            raise ValueError(f"pixel_format must be one of {PIXEL_FORMATS}, got {pixel_format!r}")
+        if width < MIN_SIZE or height < MIN_SIZE:
+            raise ValueError(f"frame size must be at least {MIN_SIZE}x{MIN_SIZE}, got {width}x{height}")
+        if pixel_format == "nv12" and (width % 2 or height % 2):
+            raise ValueError(f"nv12 needs an even width and height, got {width}x{height}")
+        if not 1 <= threads <= 64:
+            raise ValueError(f"threads must be in 1..64, got {threads}")
+        self.width, self.height, self.pixel_format, self.threads = int(width), int(height), pixel_format, int(threads)
+        self.strength = strength
+        self.tuning = make_tuning(tuning)
+        self.frame_shape = (height * 3 // 2, width) if pixel_format == "nv12" else (height, width, 3)
+        self._channels = (2, 1, 0) if pixel_format == "bgr24" else (0, 1, 2)
+        self._allocate()
+        self.reset()
+
+    # ---------------------------------------------------------------- public API
+
+    @property
+    def strength(self) -> float:
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"strength must be a number in 0..1, got {value!r}")
+        self._strength = float(value)
+
+    def reset(self) -> None:
+        """Forget the temporal state (airlight, smoke level, scope disc): call on a scene cut."""
+        self._airlight: np.ndarray | None = None
+        self._smoke: float | None = None
+        self._disc: tuple[float, float, float] | None = None
+        self.stats: dict[str, Any] = {}
+
+    def process(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Dehaze one frame; returns `out` (a new array when None). `out=frame` works in place."""
+        self._check_frame(frame, "frame")
+        if out is None:
+            out = np.empty_like(frame)
+        else:
+            self._check_frame(out, "out")
+            if not out.flags.writeable:
+                raise ValueError("out must be writeable, got a read-only array")
+        in_place = out is frame or (out.__array_interface__["data"][0] == frame.__array_interface__["data"][0])
+        return self._run(frame, out, in_place)
+
+    def transmission_grid(self) -> np.ndarray:
+        """Copy of the last frame's unrefined transmission on the s-subsampled grid (for analysis)."""
+        return self._t.copy()
+
+    # ---------------------------------------------------------------- internals
+
+    def _allocate(self) -> None:
+        s = self.tuning.subsample
+        gh, gw = -(-self.height // s), -(-self.width // s)
+        self._grid = (gh, gw)
+        f32 = np.float32
+        self._mean = np.zeros((gh, gw, 3), f32)
+        self._mins = np.zeros((gh, gw, 3), f32)
+        self._luma = np.zeros((gh, gw), f32)
+        self._inside = np.zeros((gh, gw), np.uint8)
+        self._dark = np.zeros((gh, gw), f32)
+        self._eroded = np.zeros((gh, gw), f32)
+        self._t = np.zeros((gh, gw), f32)
+        self._a = np.zeros((gh, gw), f32)
+        self._b = np.zeros((gh, gw), f32)
+        self._work = np.zeros((6, gh, gw), f32)
+        self._acc = np.zeros(gw, f32)
+        self._hist = np.zeros(256, np.int64)
+        self._grid_rows = np.zeros(self.threads, np.int32)
+        if self.pixel_format == "nv12":
+            self._rows = np.zeros((6 * self.threads, self.width), f32)
+        else:
+            self._rows = np.zeros((4 * self.threads, self.width), f32)
+            self._vsum = np.zeros((self.threads, 3 * self.width), np.uint16)
+            self._vmin = np.zeros((self.threads, 3 * self.width), np.uint8)
+
+    def _check_frame(self, array: Any, name: str) -> None:
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"{name} must be a numpy.ndarray, got {type(array).__name__}")
+        if array.dtype != np.uint8:
+            raise TypeError(f"{name} must have dtype uint8, got {array.dtype}")
+        if array.shape != self.frame_shape:
+            layout = "(H*3/2, W)" if self.pixel_format == "nv12" else "(H, W, 3)"
+            raise ValueError(f"{name} must have shape {self.frame_shape} {layout} for {self.pixel_format} "
+                             f"{self.width}x{self.height}, got {array.shape}")
+        if not array.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous; got strides {array.strides} (use np.ascontiguousarray)")
+
+    def _run(self, frame: np.ndarray, out: np.ndarray, in_place: bool) -> np.ndarray:
+        tune, s, threads = self.tuning, self.tuning.subsample, self.threads
+        clock = time.perf_counter
+        t_begin = clock()
+        src = frame.reshape(frame.shape[0], -1)
+        dst = out.reshape(out.shape[0], -1)
+        if self.pixel_format == "nv12":
+            _dehaze.block_stats_nv12(src, s, self.height, self._mean, self._mins, self._luma, threads)
+        else:
+            _dehaze.block_stats_rgb(src, s, *self._channels, self._mean, self._mins, self._luma, self._vsum,
+                                    self._vmin, threads)
+        t_stats = clock()
+
+        disc = self._find_disc()
+        airlight = self._estimate_airlight()
+        _dehaze.normalized_dark(self._mins, self._inside, *airlight, self._dark)
+        _dehaze.min_filter(self._dark, tune.dark_radius, self._work[0], self._eroded)
+        smoke = self._update_smoke_level()
+        effect = self._strength * _smoothstep(tune.gate_low, tune.gate_high, smoke)
+        mean_t = _dehaze.transmission(self._eroded, self._inside, tune.omega, self._t)
+        t_estimate = clock()
+
+        gated = effect <= 0.0 or disc is None
+        if not gated:
+            _dehaze.guided_coefficients(self._luma, self._t, tune.gf_radius, tune.gf_eps, self._work,
+                                        self._acc, self._a, self._b)
+            # Scale the correction by `effect`: t' = 1 - effect * (1 - t), folded into (a, b).
+            self._a *= effect
+            self._b *= effect
+            self._b += 1.0 - effect
+        t_filter = clock()
+
+        if gated:
+            if not in_place:
+                np.copyto(out, frame)
+        else:
+            cx, cy, r = disc
+            if self.pixel_format == "nv12":
+                yuv = rgb_airlight_to_yuv(airlight)
+                _dehaze.recover_nv12(src, dst, self.height, s, self._a, self._b, self._rows, self._grid_rows,
+                                     *yuv, tune.t0, cx, cy, r, in_place, threads)
+            else:
+                _dehaze.recover_rgb(src, dst, s, *self._channels, self._a, self._b, self._rows, self._grid_rows,
+                                    *airlight, tune.t0, cx, cy, r, in_place, threads)
+        t_end = clock()
+        self.stats = {
+            "airlight": tuple(c / 255.0 for c in airlight),
+            "smoke_level": smoke,
+            "strength_applied": 0.0 if gated else effect,
+            "mean_transmission": 1.0 if gated else 1.0 - effect * (1.0 - mean_t),
+            "gated": gated,
+            "disc": disc,
+            "timings_ms": {
+                "stats": (t_stats - t_begin) * 1e3,
+                "estimate": (t_estimate - t_stats) * 1e3,
+                "filter": (t_filter - t_estimate) * 1e3,
+                "recover": (t_end - t_filter) * 1e3,
+                "total": (t_end - t_begin) * 1e3,
+            },
+        }
+        return out
+
+    def _find_disc(self) -> tuple[float, float, float] | None:
+        """Scope disc in full-res pixels (r < 0: no vignette, whole frame), or None if all dark."""
+        s = self.tuning.subsample
+        cx, cy, r, bright = _dehaze.disc_mask(self._luma, self.tuning.vignette_luma, self._inside)
+        if r <= 0.0:
+            return None
+        gh, gw = self._grid
+        if bright > 0.97:  # no vignette: the whole frame is the view
+            self._inside.fill(1)
+            found = (self.width / 2.0, self.height / 2.0, -1.0)
+        else:
+            found = (cx * s, cy * s, r * s)
+        if self._disc is not None and (found[2] < 0) == (self._disc[2] < 0):
+            alpha = self.tuning.temporal_alpha
+            found = tuple(old + alpha * (new - old) for old, new in zip(self._disc, found, strict=True))
+        self._disc = found
+        return found
+
+    def _estimate_airlight(self) -> tuple[float, float, float]:
+        tune = self.tuning
+        _dehaze.airlight_candidates(self._mean, self._mins, self._inside, tune.saturation, self._hist)
+        usable = int(self._hist.sum())
+        estimate = None
+        if usable:
+            wanted = max(1, int(tune.airlight_top * usable))
+            from_top = np.cumsum(self._hist[::-1])
+            threshold = 255 - int(np.searchsorted(from_top, wanted))
+            r, g, b, count = _dehaze.airlight_mean(self._mean, self._mins, self._inside, tune.saturation, threshold)
+            if count:
+                estimate = np.array([r, g, b], dtype=np.float64)
+        if estimate is None:
+            estimate = self._airlight if self._airlight is not None else np.full(3, 220.0)
+        grey = estimate.mean()
+        estimate = grey + (1.0 - tune.grey_pull) * (estimate - grey)
+        estimate = np.clip(estimate, 64.0, 255.0)
+        if self._airlight is not None:
+            estimate = self._airlight + tune.temporal_alpha * (estimate - self._airlight)
+        self._airlight = estimate
+        return float(estimate[0]), float(estimate[1]), float(estimate[2])
+
+    def _update_smoke_level(self) -> float:
+        _dehaze.masked_histogram(self._eroded, self._inside, 255.0, self._hist)
+        total = int(self._hist.sum())
+        if total == 0:
+            level = 0.0
+        else:
+            rank = self.tuning.veil_quantile * total
+            level = float(np.searchsorted(np.cumsum(self._hist), rank)) / 255.0
+        if self._smoke is not None:
+            level = self._smoke + self.tuning.temporal_alpha * (level - self._smoke)
+        self._smoke = level
+        return level
