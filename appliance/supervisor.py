@@ -64,6 +64,7 @@ class Supervisor:
         self._to_start: list[str] = []
         self._starting: str | None = None
         self._llm_reduced = False
+        self._stop_reason = "requested"
         self._fan_up = False
         self._next_status = 0.0
         self._last_status_text = ""
@@ -179,16 +180,13 @@ class Supervisor:
         """Ordered, bounded shutdown; returns the seconds it took."""
         began = time.monotonic()
         self.notifier.notify("STOPPING=1", f"STATUS=stopping: {reason}")
+        self._stop_reason = reason
         self._stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
         self.governor.stop()
-        grace = min(self.config.supervisor.stop_grace_s, self.config.supervisor.shutdown_timeout_s / 6)
-        first = [self.handles[n] for n in ("llm", "encoder") if n in self.handles]
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda handle: handle.stop(reason, grace), first))
-        if "video" in self.handles:  # the surgical video is the last thing stopped
-            self.handles["video"].stop(reason, grace)
+        if self._thread is not None:  # the loop thread stops the workers it spawned (see _stop_workers)
+            self._thread.join(timeout=self.config.supervisor.shutdown_timeout_s + 5)
+        else:
+            self._stop_workers()
         self.feeder.close(clean=True)
         if self.ring is not None:
             self.ring.close()
@@ -201,6 +199,19 @@ class Supervisor:
         self.notifier.close()
         self.audit.close()
         return took
+
+    def _stop_workers(self) -> None:
+        """LLM and encoder first (in parallel), the surgical video last.
+
+        Runs on the loop thread: workers die with the thread that spawned them (PR_SET_PDEATHSIG),
+        so that thread must outlive them.
+        """
+        grace = min(self.config.supervisor.stop_grace_s, self.config.supervisor.shutdown_timeout_s / 6)
+        first = [self.handles[n] for n in ("llm", "encoder") if n in self.handles]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda handle: handle.stop(self._stop_reason, grace), first))
+        if "video" in self.handles:
+            self.handles["video"].stop(self._stop_reason, grace)
 
     # ------------------------------------------------------------------ the work loop
 
@@ -219,6 +230,7 @@ class Supervisor:
             except Exception:  # the loop feeds the watchdogs: log and go on rather than die silently
                 log.exception("supervisor loop")
             self._stop_event.wait(tick)
+        self._stop_workers()
 
     def _start_next(self) -> None:
         """Start workers one by one in order, each once the previous one settled (ready or refused)."""

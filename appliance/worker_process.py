@@ -96,12 +96,19 @@ class WorkerRuntime:
 
 
 def pin_to_cores(cores: list[int]) -> list[int]:
-    """Pin this process to the profile's cores that exist here; returns the affinity set."""
-    available = os.sched_getaffinity(0)
-    wanted = [core for core in cores if core in available]
+    """Pin this process to the profile's cores that exist here; returns the affinity set.
+
+    Checked against the machine's CPUs, not our inherited affinity: the supervisor itself stays
+    off the video cores, and the video worker it spawns must still be able to move onto them.
+    """
+    online = set(range(os.cpu_count() or 1))
+    wanted = [core for core in cores if core in online]
     if not wanted:
-        raise WorkerFailure(f"profile cores {cores} do not exist on this machine (CPUs {sorted(available)})")
-    os.sched_setaffinity(0, wanted)
+        raise WorkerFailure(f"profile cores {cores} do not exist on this machine (CPUs {sorted(online)})")
+    try:
+        os.sched_setaffinity(0, wanted)
+    except OSError as exc:
+        raise WorkerFailure(f"cannot pin to cores {wanted} ({exc.strerror}); is a cpuset restricting us?") from exc
     return wanted
 
 

@@ -53,7 +53,10 @@ def _build_bundle(target: Path) -> None:
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A read-only reference bundle; copy it (`bundle_copy`) before modifying anything."""
-    shared = tmp_path_factory.getbasetemp().parent / "appliance-tiny-bundle"
+    run_root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one build per run, shared by the xdist workers
+        run_root = run_root.parent
+    shared = run_root / "appliance-tiny-bundle"
     with _file_lock(shared.with_suffix(".lock")):
         if not (shared / "manifest.json").is_file():
             _build_bundle(shared)

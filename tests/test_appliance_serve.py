@@ -1,0 +1,110 @@
+"""`orbox serve` as a real process: sd_notify, SIGTERM shutdown within the bound, no orphans, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from appliance_data.fixtures import (  # noqa: F401 - fixtures
+    audit_events,
+    orbox,
+    pid_alive,
+    site_config,
+    tiny_bundle,
+    wait_for,
+)
+
+from appliance.audit import verify_log
+
+
+def _read_status(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(0.2)
+    config = site_config(tmp_path, supervisor={"shutdown_timeout_s": 6.0})
+    env = {**os.environ, "NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "400000"}
+    serve = subprocess.Popen([sys.executable, "-m", "orbox", "serve", "--profile", "dev", "--bundle",
+                              str(tiny_bundle), "--config", str(config)], env=env, stderr=subprocess.PIPE, text=True)
+    messages: list[str] = []
+
+    def received(wanted: str) -> bool:
+        try:
+            messages.extend(notify.recv(4096).decode().split("\n"))
+        except TimeoutError:
+            pass
+        return any(m.startswith(wanted) for m in messages)
+
+    try:
+        wait_for(lambda: received("READY=1"), 60, "READY=1")
+        wait_for(lambda: received("WATCHDOG=1") and messages.count("WATCHDOG=1") >= 3, 10, "WATCHDOG=1 pings")
+        status = wait_for(lambda: (s := _read_status(tmp_path / "state" / "status.json")) and s["ready"] and s,
+                          10, "the status file")
+        assert [w["name"] for w in status["workers"]] == ["video", "encoder", "llm"]
+        assert {w["name"]: w["state"] for w in status["workers"]} == {"video": "ready", "encoder": "failed",
+                                                                      "llm": "ready"}
+        assert any(m.startswith("STATUS=") and "video=ready" in m for m in messages)
+        pids = [w["pid"] for w in status["workers"] if w["pid"]]
+        assert len(pids) == 2 and all(pid_alive(pid) for pid in pids)
+        began = time.monotonic()
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=10) == 0
+        assert time.monotonic() - began < 6.0  # supervisor.shutdown_timeout_s
+        wait_for(lambda: received("STOPPING=1"), 3, "STOPPING=1")
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        notify.close()
+    assert not any(pid_alive(pid) for pid in pids)  # no orphans
+    assert "stopped in" in serve.stderr.read()
+    assert not any(Path("/dev/shm").glob(f"orbox-video-{serve.pid}"))
+    audit = tmp_path / "state" / "audit.jsonl"
+    assert verify_log(audit)[1] == []
+    events = [e["event"] for e in audit_events(audit)]
+    assert events[0] == "supervisor.start" and events[-1] == "supervisor.stop"
+    assert events.count("worker.stop") == 2 and "watchdog.feeding" in events
+
+
+def test_orphans_die_with_a_killed_supervisor(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+    config = site_config(tmp_path, supervisor={"workers": ["llm"], "critical_workers": ["llm"]})
+    serve = subprocess.Popen([sys.executable, "-m", "orbox", "serve", "--profile", "dev", "--bundle",
+                              str(tiny_bundle), "--config", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        status = wait_for(lambda: (s := _read_status(tmp_path / "state" / "status.json")) and s["ready"] and s,
+                          60, "the supervisor to be ready")
+        pid = status["workers"][0]["pid"]
+        serve.kill()
+        serve.wait(10)
+        wait_for(lambda: not pid_alive(pid), 5, "the llm worker to die with its supervisor")
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+
+
+def test_serve_rejects_a_malformed_config_naming_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "site.toml"
+    config.write_text("[watchdog]\nfeed_interval_s = -1\n")
+    result = orbox("serve", "--profile", "dev", "--bundle", str(tmp_path), "--config", str(config))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"{config}: key 'watchdog.feed_interval_s': Input should be greater than 0" in result.stderr
+    config.write_text("[watchdog\n")
+    result = orbox("serve", "--profile", "dev", "--bundle", str(tmp_path), "--config", str(config))
+    assert result.returncode == 1 and f"{config}: not valid TOML" in result.stderr
+
+
+def test_serve_rejects_an_unknown_profile(tmp_path: Path) -> None:
+    result = orbox("serve", "--profile", "no-such-box", "--bundle", str(tmp_path))
+    assert result.returncode == 1 and "no-such-box" in result.stderr and "Traceback" not in result.stderr

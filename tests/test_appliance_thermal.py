@@ -1,0 +1,110 @@
+"""Thermal governor on a fake sysfs tree and the MCU simulator, driving a real supervisor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from appliance_data.fixtures import (  # noqa: F401 - fixtures
+    McuSim,
+    audit_events,
+    running_supervisor,
+    site_config,
+    tiny_bundle,
+    wait_for,
+    worker,
+    write_zone,
+)
+
+from appliance.clients import Unavailable
+from appliance.mcu_client import McuClient
+from appliance.thermal import ThermalSensors
+
+
+def test_ramp_sheds_llm_load_in_order_with_hysteresis_and_video_last(tiny_bundle: Path,  # noqa: F811
+                                                                     tmp_path: Path) -> None:
+    sysfs = tmp_path / "sys"
+    write_zone(sysfs, 40.0)
+    fan = sysfs / "cooling_device0"
+    fan.mkdir()
+    (fan / "max_state").write_text("10\n")
+    (fan / "cur_state").write_text("0\n")
+    config = site_config(tmp_path)
+    with running_supervisor(tiny_bundle, config) as supervisor:
+        video_pid = worker(supervisor.status(), "video")["pid"]
+        frames_seen = [0]
+
+        def step(celsius: float | None, band: str | None) -> dict:
+            write_zone(sysfs, celsius)
+            wait_for(lambda: supervisor.governor.band == band and supervisor.governor.effective_c is not None
+                     and (celsius is None or abs(supervisor.governor.effective_c - celsius) < 0.01),
+                     5, f"band {band!r} at {celsius} C")
+            status = supervisor.status()
+            video = worker(status, "video")
+            assert video["state"] == "ready" and video["pid"] == video_pid  # video is never touched
+            assert video["last_progress"]["progress"] >= frames_seen[0]
+            frames_seen[0] = video["last_progress"]["progress"]
+            return status
+
+        step(77, "warm")
+        wait_for(lambda: (fan / "cur_state").read_text().strip() == "10", 2, "the fan at max_state")
+        step(72, "warm")  # below enter, above exit: hysteresis keeps the band
+        step(69, None)
+        wait_for(lambda: (fan / "cur_state").read_text().strip() == "0", 2, "the fan back to 0")
+        step(86, "hot")
+        wait_for(lambda: supervisor.status()["llm"]["reduced"], 2, "reduced LLM threads")
+        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result()["finish_reason"] == "length"
+        step(91, "very-hot")
+        with pytest.raises(Unavailable, match="paused by the thermal governor") as paused:
+            supervisor.llm.submit({"prompt": "Hi"})
+        assert paused.value.retry_after_s > 0
+        step(96, "extreme")
+        wait_for(lambda: worker(supervisor.status(), "llm")["state"] == "stopped", 5, "the LLM to be stopped")
+        step(88, "very-hot")  # leaving 'extreme' needs < 90; 88 keeps admission paused
+        wait_for(lambda: worker(supervisor.status(), "llm")["state"] == "ready", 20, "the LLM to come back")
+        step(60, None)
+        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result()["usage"]["completion_tokens"] == 2
+        status = step(None, "extreme")  # an unreadable sensor counts as hot, never as cold ...
+        assert "No such file" in status["thermal"]["unreadable"]["sysfs:thermal_zone0"]
+        wait_for(lambda: worker(supervisor.status(), "llm")["state"] == "stopped", 5, "the LLM to be stopped")
+        assert not supervisor.shutdown_requested.is_set()  # ... but never shuts the box down
+        step(40, None)
+        step(101, "critical_shutdown")
+        wait_for(supervisor.shutdown_requested.is_set, 2, "a controlled shutdown request")
+        assert supervisor.shutdown_reason.startswith("thermal: hottest sensor 101.0 C >= critical 100.0 C")
+    events = audit_events(tmp_path / "state" / "audit.jsonl")
+    transitions = [(e["fields"]["from_band"], e["fields"]["to_band"]) for e in events
+                   if e["event"] == "thermal.transition"]
+    assert transitions == [(None, "warm"), ("warm", None), (None, "hot"), ("hot", "very-hot"),
+                           ("very-hot", "extreme"), ("extreme", "very-hot"), ("very-hot", None),
+                           (None, "extreme"), ("extreme", None), (None, "critical_shutdown")]
+    actions = [(e["fields"]["action"], e["fields"]["active"]) for e in events if e["event"] == "thermal.action"]
+    assert actions[:6] == [("fan_up", True), ("fan_up", False), ("fan_up", True), ("llm_reduce_threads", True),
+                           ("llm_pause_admission", True), ("llm_stop", True)]
+    assert actions[-1] == ("shutdown", True)
+    configured = [e["fields"] for e in events if e["event"] == "llm.configured"]
+    assert configured[0] == {"threads": 1, "batch": 128}  # dev: 1 LLM thread is the floor, batch halves
+    assert {"threads": 1, "batch": 256} in configured[1:]  # restored on cooling down
+    video_touched = [e["seq"] for e in events if e["fields"].get("worker") == "video"
+                     and e["event"] in ("worker.stop", "worker.exit", "worker.stalled")]
+    llm_stops = [e["seq"] for e in events if e["event"] == "worker.stop" and e["fields"]["worker"] == "llm"]
+    assert len(video_touched) == 1 and video_touched[0] > max(llm_stops)  # video only at the final shutdown
+
+
+def test_sensors_read_sysfs_and_mcu_and_flag_faults(tmp_path: Path) -> None:
+    sim = McuSim(tmp_path, temps=[51.5, None])
+    write_zone(tmp_path / "sys", 47.25)
+    write_zone(tmp_path / "sys", 45.0, zone="thermal_zone3")
+    (tmp_path / "sys" / "thermal_zone9").mkdir()
+    (tmp_path / "sys" / "thermal_zone9" / "temp").write_text("garbage\n")
+    client = McuClient(str(sim.link))
+    try:
+        reading = ThermalSensors(tmp_path / "sys", ["thermal_zone*"], client, use_psutil=False).read()
+    finally:
+        client.close()
+        sim.stop()
+    assert reading.temps == {"sysfs:thermal_zone0": 47.25, "sysfs:thermal_zone3": 45.0, "mcu:0": 51.5}
+    assert set(reading.unreadable) == {"sysfs:thermal_zone9", "mcu:1"} and reading.hottest == 51.5
+    empty = ThermalSensors(tmp_path / "nowhere", ["thermal_zone*"], None, use_psutil=False,
+                           mcu_error="serial port /dev/ttyS1: cannot open").read()
+    assert empty.hottest is None and set(empty.unreadable) == {"sysfs", "mcu"}
