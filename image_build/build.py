@@ -36,6 +36,7 @@ from quantize.manifest import BundleError, canonical_json, load_manifest, load_p
 
 RECORD_SCHEMA = "orbox.build-record/1"
 UPDATE_NAME = "update.obx"
+_PACKAGE_DIR = Path(__file__).resolve().parent  # SOURCE_DATE_EPOCH falls back to its git commit
 _TOOLS = {
     "mkfs.ext4": ["-V"],
     "mksquashfs": ["-version"],
@@ -56,7 +57,7 @@ def build_image(
     out_dir: Path,
     *,
     key_path: Path | None,
-    repo_dir: Path = Path(__file__).resolve().parent,
+    repo_dir: Path = _PACKAGE_DIR,
     step: Callable[[str], None] = lambda _: None,
 ) -> BuildResult:
     """Build every output of the spec into out_dir; raises ImageError with a clear message on bad input."""

@@ -1,0 +1,222 @@
+"""`orbox image build` end to end: real mkfs/genimage/bmaptool, real wheels, qemu boot of the disk."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+from image_data.helpers import MODEL_MARKER, make_artifact_bundle
+
+from image_build.build import build_image
+from image_build.cli import image
+from image_build.errors import ImageError
+from image_build.qemu import boot_test
+from image_build.spec import load_spec
+from quantize.manifest import generate_keypair
+
+pytestmark = pytest.mark.xdist_group("image_build")
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCH = 1_700_000_000
+OUTPUTS = {"disk.img", "disk.bmap", "rootfs.ext4", "update.obx", "update-manifest.json", "sbom.cdx.json",
+           "build-record.json"}
+
+
+def _pip_wheel(source: Path, wheel_dir: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "--no-index", "-w", str(wheel_dir), str(source)], check=True, capture_output=True)
+    return wheel_dir
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    """The orbox wheel built from this checkout's HEAD, one small dependency wheel, a bundle and keys."""
+    root = tmp_path_factory.mktemp("inputs")
+    source = root / "orbox-src"
+    source.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    wheels = root / "wheels"
+    _pip_wheel(source, wheels)
+    shutil.copytree(REPO / "tests" / "image_data" / "tinydep", root / "tinydep")
+    _pip_wheel(root / "tinydep", wheels)
+    key, pub = generate_keypair(root / "vendor")
+    bundle = make_artifact_bundle(root / "bundle", key)
+    return {"root": root, "wheels": wheels, "key": key, "pub": pub, "bundle": bundle}
+
+
+def _build(inputs: dict[str, Path], out: Path, **overrides) -> Path:
+    spec = load_spec(None, {"profile": "dev", "version": "1.0.0", "bundle": inputs["bundle"],
+                            "source_date_epoch": EPOCH,
+                            "wheels": [{"path": p} for p in sorted(inputs["wheels"].glob("*.whl"))],
+                            **overrides})
+    build_image(spec, out, key_path=inputs["key"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def builds(inputs, tmp_path_factory) -> tuple[Path, Path]:
+    first = _build(inputs, tmp_path_factory.mktemp("build-1"))
+    second = _build(inputs, tmp_path_factory.mktemp("build-2"))
+    return first, second
+
+
+def test_two_builds_of_one_spec_are_byte_identical(builds):
+    first, second = builds
+    assert {p.name for p in first.iterdir()} == OUTPUTS
+    different = [name for name in sorted(OUTPUTS) if (first / name).read_bytes() != (second / name).read_bytes()]
+    assert different == []
+
+
+def _debugfs(image_file: Path, command: str) -> str:
+    return subprocess.run(["/usr/sbin/debugfs", "-R", command, str(image_file)], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_rootfs_holds_payload_models_and_fixed_owners_modes_times(builds, inputs):
+    rootfs = builds[0] / "rootfs.ext4"
+    listing = _debugfs(rootfs, "ls -l /opt/orbox/wheels")
+    for wheel in inputs["wheels"].glob("*.whl"):
+        assert wheel.name in listing
+    model = inputs["bundle"] / "llm" / "tiny-q8_0.gguf"
+    assert MODEL_MARKER in model.read_bytes()
+    dumped = subprocess.run(["/usr/sbin/debugfs", "-R", "cat /opt/orbox/models/llm/tiny-q8_0.gguf", str(rootfs)],
+                            capture_output=True, check=True).stdout
+    assert dumped == model.read_bytes()
+    selfcheck = _debugfs(rootfs, "stat /usr/libexec/orbox/selfcheck")
+    assert re.search(r"Mode:\s+0755", selfcheck) and re.search(r"User:\s+0\s+Group:\s+0", selfcheck)
+    assert f"mtime: 0x{EPOCH:08x}" in selfcheck and f"ctime: 0x{EPOCH:08x}" in selfcheck
+    lock = _debugfs(rootfs, "cat /opt/orbox/requirements.lock")
+    for wheel in inputs["wheels"].glob("*.whl"):
+        assert f"{wheel.name} --hash=sha256:{hashlib.sha256(wheel.read_bytes()).hexdigest()}" in lock
+
+
+def test_sbom_is_valid_cyclonedx_1_6_and_lists_the_real_contents(builds, inputs):
+    text = (builds[0] / "sbom.cdx.json").read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    sbom = json.loads(text)
+    assert sbom["specVersion"] == "1.6"
+    by_type: dict[str, list[dict]] = {}
+    for component in sbom["components"]:
+        by_type.setdefault(component["type"], []).append(component)
+    models = {c["name"]: c["hashes"][0]["content"] for c in by_type["machine-learning-model"]}
+    assert models == {rel: hashlib.sha256((inputs["bundle"] / rel).read_bytes()).hexdigest()
+                      for rel in ("llm/tiny-q8_0.gguf", "encoder/tiny-int8.onnx")}
+    wheels = {c["purl"]: c["hashes"][0]["content"] for c in by_type["library"] if c["purl"].startswith("pkg:pypi")}
+    assert set(wheels) == {"pkg:pypi/orbox@0.1.0", "pkg:pypi/orbox-tinydep@1.0.0"}
+    assert any(c["name"] == "busybox-static" and c["purl"].startswith("pkg:deb/debian/busybox-static@")
+               for c in by_type["library"])
+
+
+def test_image_defaults_open_no_outbound_connection(builds):
+    rootfs = builds[0] / "rootfs.ext4"
+    config = tomllib.loads(_debugfs(rootfs, "cat /etc/orbox/orbox.toml"))
+    assert config["server"]["host"] in ("127.0.0.1", "::1", "localhost")
+    assert config["telemetry"]["enabled"] is False
+    assert config["time"]["ntp_servers"] == []
+    assert config["updates"]["source"] == "local-media"
+    units = [name for name in _debugfs(rootfs, "ls -p /usr/lib/systemd/system").split("/")
+             if name.endswith(".service")]
+    assert {"orbox.service", "orbox-selfcheck.service", "orbox-payload.service"} <= set(units)
+    for unit in units:
+        text = _debugfs(rootfs, f"cat /usr/lib/systemd/system/{unit}")
+        assert "IPAddressDeny=any" in text, unit
+        allowed = re.findall(r"^IPAddressAllow=(.*)$", text, re.MULTILINE)
+        assert all(value.split() == ["localhost"] for value in allowed), unit
+    for path in ("/etc/orbox/orbox.toml", "/etc/orbox/release.env", "/usr/libexec/orbox/install-payload"):
+        hosts = re.findall(r"[a-z]+://([^/\s:\"']+)", _debugfs(rootfs, f"cat {path}"))
+        assert set(hosts) <= {"127.0.0.1", "localhost", "::1"}, path
+    assert "--no-index" in _debugfs(rootfs, "cat /usr/libexec/orbox/install-payload")
+
+
+def test_update_bundle_from_the_build_verifies_and_installs(builds, inputs, tmp_path):
+    out = builds[0]
+    runner = CliRunner()
+    result = runner.invoke(image, ["verify", str(out / "update.obx"), "--pubkey", str(inputs["pub"])])
+    assert result.exit_code == 0, result.output
+    assert "llm/tiny-q8_0.gguf" in result.output
+    box = tmp_path / "box"
+    result = runner.invoke(image, ["init-target", str(box), "--profile", "dev", "--version", "0.9.0",
+                                   "--image", str(out / "rootfs.ext4"), "--pubkey", str(inputs["pub"])])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(image, ["install", str(out / "update.obx"), "--target", str(box)])
+    assert result.exit_code == 0, result.output
+    assert (box / "slot-b.img").read_bytes() == (out / "rootfs.ext4").read_bytes()
+
+
+def test_qemu_boots_the_demo_disk_and_the_self_check_passes(builds, tmp_path):
+    report = boot_test(builds[0] / "disk.img", tmp_path, timeout_s=180)
+    assert report.ok, report.console[-2000:]
+    assert re.search(r"orbox self-check: OK profile=dev version=1\.0\.0 files=\d+", report.verdict)
+
+
+def test_qemu_self_check_reports_a_flipped_byte_in_a_model(builds, tmp_path):
+    """ext4 reads a flipped data byte back silently; the boot self-check is what notices it."""
+    disk = tmp_path / "rotten.img"
+    data = bytearray((builds[0] / "disk.img").read_bytes())
+    where = data.find(MODEL_MARKER)
+    assert where > 0 and data.find(MODEL_MARKER, where + 1) == -1, "slot A holds the one copy of the model"
+    data[where + 3] ^= 0x01
+    disk.write_bytes(bytes(data))
+    report = boot_test(disk, tmp_path, timeout_s=180)
+    assert not report.ok
+    assert "orbox self-check: FAIL" in report.verdict and "tiny-q8_0.gguf" in report.verdict
+
+
+def test_squashfs_spec_file_build_is_reproducible(inputs, tmp_path):
+    spec = tmp_path / "spec.toml"
+    wheels = "".join(f'[[wheels]]\npath = "{p}"\nsha256 = "{hashlib.sha256(p.read_bytes()).hexdigest()}"\n'
+                     for p in sorted(inputs["wheels"].glob("*.whl")))
+    shutil.copytree(inputs["bundle"], tmp_path / "bundle")
+    spec.write_text(f'profile = "dev"\nversion = "2.0.0"\nmin_version = "1.0.0"\nbundle = "bundle"\n'
+                    f'rootfs_type = "squashfs"\nsource_date_epoch = {EPOCH}\nseed = "factory-7"\n{wheels}')
+    outs = []
+    for name in ("one", "two"):
+        result = CliRunner().invoke(image, ["build", "--spec", str(spec), "--out", str(tmp_path / name),
+                                            "--key", str(inputs["key"])])
+        assert result.exit_code == 0, result.output
+        outs.append(tmp_path / name)
+    assert (outs[0] / "rootfs.squashfs").read_bytes()[:4] == b"hsqs"
+    for name in ("disk.img", "rootfs.squashfs", "update.obx", "sbom.cdx.json"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+
+
+def test_bad_inputs_are_clear_errors(inputs, tmp_path, monkeypatch):
+    wheel = sorted(inputs["wheels"].glob("orbox-*.whl"))[0]
+    with pytest.raises(ImageError, match="sha256 .* spec pins 0000"):
+        _build(inputs, tmp_path / "a", wheels=[{"path": wheel, "sha256": "0" * 64}])
+    with pytest.raises(ImageError, match="expected the orbox wheel"):
+        _build(inputs, tmp_path / "b", wheels=[{"path": p} for p in inputs["wheels"].glob("orbox_tinydep*")])
+    with pytest.raises(ImageError, match="bundle is for profile 'dev', the image is for 'mini-avx2'|"
+                                         "is for profile 'dev', the image is for 'mini-avx2'"):
+        _build(inputs, tmp_path / "c", profile="mini-avx2")
+    with pytest.raises(ImageError, match="field version: .*PEP 440"):
+        _build(inputs, tmp_path / "d", version="one")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = CliRunner().invoke(image, ["build", "--profile", "dev", "--version", "1.0.0", "--bundle",
+                                        str(inputs["bundle"]), "--out", str(tmp_path / "e"), "--wheel", str(wheel)])
+    assert result.exit_code == 1
+    assert "'genimage' not found" in result.output and "apt-get install genimage" in result.output
+    assert not (tmp_path / "e").exists()
+
+
+def test_demo_base_is_a_deterministic_busybox_rootfs(tmp_path):
+    runner = CliRunner()
+    for name in ("one.tar", "two.tar"):
+        assert runner.invoke(image, ["demo-base", "--out", str(tmp_path / name), "--epoch", "5"]).exit_code == 0
+    assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "two.tar").read_bytes()
+    with tarfile.open(tmp_path / "one.tar") as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert members["sbin/init"].issym() and members["sbin/init"].linkname == "/bin/busybox"
+    assert all(m.mtime == 5 and m.uid == 0 for m in members.values())
