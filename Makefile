@@ -9,7 +9,12 @@ STAMP  := $(VENV)/.orbox-installed
 EXT    := $(VENV)/.orbox-ext-built
 PYTEST_WORKERS ?= 2
 
-.PHONY: all install test lint demo bench eval clean
+# Debian tools the image build and its tests drive (mkfs.ext4/debugfs, mksquashfs, genimage,
+# bmaptool, qemu + a kernel + busybox for the boot test) and headless Chromium for the status page.
+APT_PACKAGES := e2fsprogs squashfs-tools genimage bmap-tools qemu-system-x86 busybox-static linux-image-amd64
+SYSDEPS := .stamp-sysdeps
+
+.PHONY: all install sysdeps test lint demo bench eval clean
 
 all: test
 
@@ -26,10 +31,21 @@ $(STAMP): pyproject.toml setup.py
 # Re-compile the Cython kernels in place whenever a .pyx changes (the editable install
 # compiled them once; this keeps them current without reinstalling everything).
 $(EXT): $(STAMP) $(wildcard kernels/*.pyx) setup.py
-	$(PY) setup.py --quiet build_ext --inplace
+	$(PY) setup.py --quiet build_ext --inplace --force
 	touch $(EXT)
 
-install: $(EXT)
+# Installs only what is missing, so a prepared machine pays nothing; needs root (CI and dev run as root).
+$(SYSDEPS): Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	touch $(SYSDEPS)
+
+sysdeps: $(SYSDEPS)
+
+install: $(EXT) $(SYSDEPS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
