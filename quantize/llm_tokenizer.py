@@ -21,16 +21,15 @@ from quantize.checkpoint import CheckpointError
 
 TT = gguf.TokenType
 
-_LLAMA3_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+LLAMA3_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-_QWEN2_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+QWEN2_REGEX = LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")  # Qwen splits every digit
 # Pre-tokenizer structure → the llama.cpp pre-tokenizer implementing exactly that split.
 KNOWN_PRE_TOKENIZERS: dict[tuple, str] = {
-    (("split", _LLAMA3_REGEX, "Isolated", False), ("byte_level", False, False)): "llama-bpe",
-    (("split", _QWEN2_REGEX, "Isolated", False), ("byte_level", False, False)): "qwen2",
+    (("split", LLAMA3_REGEX, "Isolated", False), ("byte_level", False, False)): "llama-bpe",
+    (("split", QWEN2_REGEX, "Isolated", False), ("byte_level", False, False)): "qwen2",
     (("byte_level", False, True),): "gpt-2",
 }
 

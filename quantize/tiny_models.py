@@ -20,11 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from quantize.corpus import corpus_lines
-
-_LLAMA3_REGEX = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-_QWEN2_REGEX = _LLAMA3_REGEX.replace(r"\p{N}{1,3}", r"\p{N}")
+from quantize.llm_tokenizer import LLAMA3_REGEX, QWEN2_REGEX
 
 CHATML_TEMPLATE = (
     "{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content']"
@@ -77,11 +73,11 @@ def _train_bpe(out_dir: Path, flavour: str, vocab_size: int) -> Any:
 
     if flavour == "llama3":
         specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
-        regex, roles, template = _LLAMA3_REGEX, {"bos_token": specials[0], "eos_token": specials[4],
+        regex, roles, template = LLAMA3_REGEX, {"bos_token": specials[0], "eos_token": specials[4],
                                                  "pad_token": specials[1]}, LLAMA3_TEMPLATE
     else:
         specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-        regex, roles, template = _QWEN2_REGEX, {"eos_token": specials[2], "pad_token": specials[0]}, CHATML_TEMPLATE
+        regex, roles, template = QWEN2_REGEX, {"eos_token": specials[2], "pad_token": specials[0]}, CHATML_TEMPLATE
     tokenizer = Tokenizer(models.BPE(ignore_merges=flavour == "llama3"))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
@@ -174,7 +170,7 @@ def _train(model: Any, token_ids: list[int], steps: int, seed: int, threads: int
 
     generator = torch.Generator().manual_seed(seed)
     data = torch.tensor(token_ids, dtype=torch.long)
-    seq, batch = 128, 16
+    seq, batch = 64, 8
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     previous = torch.get_num_threads()
@@ -190,7 +186,7 @@ def _train(model: Any, token_ids: list[int], steps: int, seed: int, threads: int
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
     finally:
         torch.set_num_threads(previous)
         model.eval()
@@ -211,7 +207,7 @@ def build_tiny_llm(
 ) -> Path:
     """Write a tiny HF checkpoint of the given family into out_dir and return the directory.
 
-    train_steps=0 gives random weights (seconds); about 400 steps train on the bundled corpus for roughly a
+    train_steps=0 gives random weights (seconds); about 300 steps train on the bundled corpus for roughly a
     minute on two cores, so that the model's predictions are peaked and a KLD gate means something.
     dtype "float32" | "float16" | "bfloat16"; max_shard_size (e.g. "300KB") writes a sharded checkpoint.
     """

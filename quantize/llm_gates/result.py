@@ -31,7 +31,7 @@ DEFAULT_TOP1_MIN = {"q8_0": 0.927, "q6_k": 0.91, "q5_k_m": 0.89, "q4_k_m": 0.869
 class Thresholds:
     """Every number a gate compares against; `orbox quantize llm --thresholds FILE.toml` overrides any."""
 
-    converter_max_rel_error: float = 1e-3
+    converter_max_rel_error: float = 1e-4
     converter_min_top1: float = 0.995
     kld_max: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KLD_MAX))
     top1_min: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TOP1_MIN))

@@ -1,0 +1,127 @@
+"""End to end: a tiny model trained for about a minute → gated, signed bundle that llama.cpp serves."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from orbox.cli import cli
+from quantize.manifest import canonical_json, generate_keypair, load_manifest, verify_bundle
+from quantize.tiny_models import build_tiny_llm
+
+pytestmark = pytest.mark.xdist_group("quantize_llm_trained")
+TYPES = ["q8_0", "q6_k", "q5_k_m", "q4_k_m"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return build_tiny_llm(tmp_path_factory.mktemp("trained") / "clinical-tiny", "qwen2", train_steps=300)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    return generate_keypair(tmp_path_factory.mktemp("keys") / "vendor")
+
+
+def build(model_dir, out_dir, *extra):
+    args = ["quantize", "llm", "--model", str(model_dir), "--profile", "dev", "--out", str(out_dir), *extra]
+    return CliRunner().invoke(cli, args, env={"SOURCE_DATE_EPOCH": "1700000000"})
+
+
+@pytest.fixture(scope="module")
+def bundle(trained, keys, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bundles") / "signed"
+    result = build(trained, out, "--types", ",".join(TYPES), "--sign-key", str(keys[0]))
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_bundle_is_signed_and_every_artifact_verifies(bundle, keys):
+    assert verify_bundle(bundle, keys[1]) == []
+    manifest = load_manifest(bundle)
+    entries = {path: entry for path, entry in manifest["artifacts"].items() if entry["section"] == "llm"}
+    assert sorted(e["quant_type"] for e in entries.values()) == sorted(TYPES)
+    assert all(e["kind"] == "gguf" and e["role"] == "llm" and len(e["sha256"]) == 64 for e in entries.values())
+    assert manifest["created"] == "2023-11-14T22:13:20Z"
+    runner = CliRunner().invoke(cli, ["quantize", "verify", str(bundle), "--pubkey", str(keys[1])])
+    assert runner.exit_code == 0, runner.output
+
+
+def test_gguf_metadata_traces_back_to_the_manifest_record(bundle):
+    from gguf import GGUFReader
+
+    section = load_manifest(bundle)["sections"]["llm"]
+    record_sha = hashlib.sha256(canonical_json(section["record"])).hexdigest()
+    assert section["record_sha256"] == record_sha
+    for path in (bundle / "llm").glob("*.gguf"):
+        assert GGUFReader(path).fields["orbox.build_record_sha256"].contents() == record_sha
+    record = section["record"]
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(
+        record["source"]["files"])
+    assert {"llama-cpp-python", "llama.cpp", "gguf", "torch", "transformers"} <= set(record["tools"])
+    assert record["profile"] == "dev" and record["parameters"]["types"] == TYPES
+
+
+def test_every_gate_is_recorded_with_threshold_and_verdict(bundle):
+    gates = load_manifest(bundle)["sections"]["llm"]["gates"]
+    assert gates["tokenizer_parity"]["verdict"] == "pass"
+    assert gates["converter_parity"]["metrics"]["top1_agreement"] >= 0.995
+    assert gates["converter_parity"]["thresholds"]["max_rel_error"] > 0
+    quant = gates["quantization"]
+    assert quant["verdict"] == "pass" and quant["metrics"]["scored_tokens"] >= 2048
+    klds = [quant["metrics"][t]["mean_kld"] for t in TYPES]
+    assert klds == sorted(klds) and len(set(klds)) == 4 and klds[0] > 0
+    assert all(quant["thresholds"][t]["max_mean_kld"] > 0 for t in TYPES)
+    assert all(v["verdict"] == "pass" and v["metrics"]["stopped_at_eos"] for v in gates["smoke"].values())
+    assert set(gates["structural"]) == {"reference-f32", *TYPES}
+
+
+def test_tensor_type_histogram_shows_real_k_quants(bundle):
+    histograms = load_manifest(bundle)["sections"]["llm"]["tensor_types"]
+    q4 = next(h for path, h in histograms.items() if path.endswith("q4_k_m.gguf"))
+    assert q4["fallbacks"] == [] and q4["types"]["Q4_K"] > 0 and q4["types"]["F32"] > 0
+
+
+def test_published_file_runs_in_llama_cpp_and_answers_deterministically(bundle):
+    import llama_cpp
+
+    path = next((bundle / "llm").glob("*q4_k_m.gguf"))
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False, seed=1)
+    messages = [{"role": "user", "content": "When should the urinary catheter be removed?"}]
+    answers = [llm.create_chat_completion(messages, temperature=0.0, max_tokens=32)["choices"][0] for _ in range(2)]
+    assert answers[0]["message"]["content"] == answers[1]["message"]["content"]
+    assert answers[0]["finish_reason"] == "stop"
+
+
+def test_same_inputs_give_byte_identical_ggufs_and_manifest(trained, bundle, keys, tmp_path):
+    again = tmp_path / "again"
+    result = build(trained, again, "--types", ",".join(TYPES), "--sign-key", str(keys[0]))
+    assert result.exit_code == 0, result.output
+    assert (again / "manifest.json").read_bytes() == (bundle / "manifest.json").read_bytes()
+    for path in (bundle / "llm").glob("*.gguf"):
+        assert (again / "llm" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_failed_gate_publishes_nothing_and_reports_why(trained, tmp_path):
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[kld_max]\nq4_k_m = 1e-9\n")
+    out = tmp_path / "out"
+    result = build(trained, out, "--types", "q4_k_m", "--thresholds", str(strict))
+    assert result.exit_code == 1
+    assert "FAIL quantization" in result.output and "q4_k_m: mean KLD" in result.output
+    assert "nothing was published" in result.output
+    assert not out.exists()
+
+
+def test_planner_chooses_the_type_when_types_are_not_given(trained, tmp_path):
+    out = tmp_path / "planned"
+    result = build(trained, out)
+    assert result.exit_code == 0, result.output
+    section = load_manifest(out)["sections"]["llm"]
+    plan = section["record"]["plan"]
+    assert section["record"]["parameters"]["types_from"] == "planner"
+    assert [e["quant_type"] for e in load_manifest(out)["artifacts"].values()] == [plan["chosen_type"]]
+    assert json.dumps(plan)  # rows with bytes per type are recorded
