@@ -166,6 +166,7 @@ def build_image(
                 ],
                 key,
             )
+            os.chmod(staged_out / UPDATE_NAME, 0o644)  # public artifact; atomic_writer creates 0600
             (staged_out / "update-manifest.json").write_bytes(canonical_json(update_manifest))
 
         record = _record(spec, epoch, arch, wheels, staged_out, slot_size)
