@@ -21,12 +21,17 @@ from quantize.tiny_models import build_tokenizer
 
 _WORKER = """
 import json, sys, time
+from quantize.llm_convert import convert_checkpoint
 start = time.perf_counter()
 result = convert_checkpoint(sys.argv[1], sys.argv[2], sys.argv[3])
 seconds = time.perf_counter() - start
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
 print(json.dumps({"bytes": result.bytes_read, "seconds": seconds, "peak_rss_kb": hwm}))
 """
+
+
+class BenchError(Exception):
+    """The conversion worker failed."""
 
 
 def _write_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: str) -> None:
@@ -113,7 +118,7 @@ def run_bench(size_mb: int, shards: int, dtype: str, out_type: str, workdir: Pat
         child = subprocess.run([sys.executable, "-c", _WORKER, str(model_dir), str(root / "out.gguf"), out_type],
                                capture_output=True, text=True, check=False)
         if child.returncode != 0:
-            raise RuntimeError(f"conversion worker failed: {child.stderr[-2000:]}")
+            raise BenchError(f"conversion worker failed: {child.stderr[-2000:]}")
         stats = json.loads(child.stdout.strip().splitlines()[-1])
         peak = stats["peak_rss_kb"] * 1024
         budget = largest * 1.2

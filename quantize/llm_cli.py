@@ -98,7 +98,11 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
               help="Where to put the synthetic checkpoint (default: a temporary directory, removed after).")
 def bench(size_mb: int, shards: int, dtype: str, out_type: str, workdir: Path | None) -> None:
     """Conversion throughput (MB/s) and peak RSS on a synthetic checkpoint, beside their baselines."""
-    from quantize.llm_bench import run_bench
+    from quantize.llm_bench import BenchError, run_bench
 
-    for line in run_bench(size_mb, shards, dtype, out_type, workdir):
+    try:
+        lines = run_bench(size_mb, shards, dtype, out_type, workdir)
+    except (BenchError, OSError) as exc:
+        raise click.ClickException(f"bench failed: {exc}") from exc
+    for line in lines:
         click.echo(line)

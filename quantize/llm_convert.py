@@ -149,7 +149,7 @@ def convert_checkpoint(
             writer.close()
         out_path.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise OutputError(f"{out_path}: cannot write GGUF ({exc.strerror or exc})") from exc
+            raise OutputError(f"{out_path}: cannot write GGUF ({exc.strerror or exc}); is the disk full?") from exc
         raise
     return ConversionResult(out_path, hp.spec.gguf_arch, hp, [e.gguf_name for e in plan], bytes_read,
                             time.perf_counter() - started)

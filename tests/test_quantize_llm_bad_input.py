@@ -106,7 +106,7 @@ def test_disk_filling_during_write_publishes_nothing_and_keeps_the_bundle(model,
     child = subprocess.run(command, capture_output=True, text=True, preexec_fn=_limit_file_size,
                            env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
     assert child.returncode == 1, child.stderr
-    assert "File too large" in child.stderr and "nothing was published" in child.stderr
+    assert "cannot write GGUF" in child.stderr and "nothing was published" in child.stderr
     assert "Traceback" not in child.stderr
     after = {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
     assert after == before  # no temp dir, no llm/, manifest untouched
