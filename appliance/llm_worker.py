@@ -3,10 +3,11 @@
 Protocol (see worker_process for the common part):
 
 - {"op": "generate", "id", "kind": "completion"|"chat", "params": {...}}: queue a request. `params`
-  are llama-cpp-python's `create_completion` / `create_chat_completion` keyword arguments
-  (prompt or messages, max_tokens, temperature, top_p, top_k, seed, stop, response_format, ...).
+  are OpenAI-style: prompt (completion) or messages (chat), max_tokens, temperature, top_p, top_k,
+  min_p, seed, stop, repeat/presence/frequency penalties, response_format (chat, json_object).
+  Temperature 0 and a fixed seed unless asked otherwise: the same question gets the same answer.
   The worker answers with {"type": "token", "id", "text", "index"} per decoded token and then
-  exactly one of {"type": "done", "id", "finish_reason", "usage"} or
+  exactly one of {"type": "done", "id", "finish_reason", "usage": {"prompt_tokens", "completion_tokens"}} or
   {"type": "error", "id", "code", "message"}.
 - {"op": "cancel", "id"}: drop a queued request or stop the running one after the current token
   (finish_reason "cancelled").
@@ -20,16 +21,12 @@ today; `Scheduler` is the seam where continuous batching over several llama.cpp 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.bundle import checked_llm_gguf
 from appliance.worker_process import WorkerRuntime
 
-COMPLETION_PARAMS = {"prompt", "suffix", "max_tokens", "temperature", "top_p", "top_k", "min_p", "typical_p",
-                     "stop", "seed", "repeat_penalty", "presence_penalty", "frequency_penalty", "logit_bias"}
-CHAT_PARAMS = (COMPLETION_PARAMS - {"prompt", "suffix"}) | {"messages", "response_format"}
 DEFAULT_SEED = 1234  # clinical determinism: identical requests give identical answers
 
 
@@ -38,9 +35,8 @@ class Sequence:
     id: str
     kind: str
     params: dict[str, Any]
-    stream: Iterator[dict[str, Any]] | None = None
-    tokens: int = 0
-    finish_reason: str | None = None
+    generation: Any = None  # llm_generation.Generation once running
+    tokens: int = 0  # text events sent
 
 
 @dataclass
@@ -105,50 +101,40 @@ class LlmWorker(WorkerRuntime):
             super().handle_op(message)
 
     def _admit(self, message: dict[str, Any]) -> None:
-        sequence = Sequence(str(message["id"]), str(message.get("kind", "completion")), dict(message["params"]))
-        allowed = CHAT_PARAMS if sequence.kind == "chat" else COMPLETION_PARAMS
-        unknown = sorted(set(sequence.params) - allowed)
-        if sequence.kind not in ("chat", "completion"):
-            self._error(sequence, "invalid_request", f"kind must be 'chat' or 'completion', got {sequence.kind!r}")
-        elif unknown:
-            self._error(sequence, "invalid_request", f"unsupported parameter(s) {unknown}")
-        else:
-            sequence.params.setdefault("seed", DEFAULT_SEED)
-            sequence.params.setdefault("temperature", 0.0)
-            self.scheduler.waiting.append(sequence)
+        params = dict(message.get("params") or {})
+        params.setdefault("temperature", 0.0)
+        self.scheduler.waiting.append(Sequence(str(message["id"]), str(message.get("kind", "completion")), params))
 
     def _step(self) -> None:
         """Decode one token of the running sequence (starting the next one if idle)."""
+        from appliance.llm_generation import Generation, RequestError
+
         scheduler = self.scheduler
         if scheduler.running is None:
             if not scheduler.waiting:
                 return
-            scheduler.running = sequence = scheduler.waiting.popleft()
-            create = self.llm.create_chat_completion if sequence.kind == "chat" else self.llm.create_completion
-            sequence.stream = iter(create(**sequence.params, stream=True))
+            sequence = scheduler.waiting.popleft()
+            try:
+                sequence.generation = Generation(self.llm, sequence.kind, sequence.params, DEFAULT_SEED)
+            except RequestError as exc:
+                self._error(sequence, exc.code, str(exc))
+                return
+            scheduler.running = sequence
         sequence = scheduler.running
-        try:
-            chunk = next(sequence.stream)
-        except StopIteration:
-            self._finish(sequence, sequence.finish_reason or "stop")
-            return
-        except ValueError as exc:  # llama-cpp-python: prompt longer than the context, bad grammar, ...
-            code = "context_length_exceeded" if "context window" in str(exc) else "invalid_request"
-            self._error(sequence, code, str(exc))
-            return
-        choice = chunk["choices"][0]
-        text = choice["delta"].get("content") if sequence.kind == "chat" else choice.get("text")
-        if choice.get("finish_reason"):
-            sequence.finish_reason = choice["finish_reason"]
+        text, finish_reason = sequence.generation.step()
+        self.decoded += 1  # forward progress even when a token completes no UTF-8 character yet
         if text:
             self.send({"type": "token", "id": sequence.id, "text": text, "index": sequence.tokens})
             sequence.tokens += 1
-            self.decoded += 1
+        if finish_reason:
+            self._finish(sequence, finish_reason)
 
     def _finish(self, sequence: Sequence, finish_reason: str) -> None:
+        generation = sequence.generation
+        usage = {"prompt_tokens": len(generation.prompt_tokens) if generation else 0,
+                 "completion_tokens": generation.decoded if generation else 0}
         self._close(sequence)
-        self.send({"type": "done", "id": sequence.id, "finish_reason": finish_reason,
-                   "usage": {"completion_tokens": sequence.tokens}})
+        self.send({"type": "done", "id": sequence.id, "finish_reason": finish_reason, "usage": usage})
 
     def _error(self, sequence: Sequence, code: str, message: str) -> None:
         self._close(sequence)
@@ -157,8 +143,8 @@ class LlmWorker(WorkerRuntime):
     def _close(self, sequence: Sequence) -> None:
         if self.scheduler.running is sequence:
             self.scheduler.running = None
-            if sequence.stream is not None and hasattr(sequence.stream, "close"):
-                sequence.stream.close()
+        if sequence.generation is not None:
+            sequence.generation.close()
 
     def _configure(self, threads: int, batch: int) -> None:
         """Thermal load shedding: fewer threads and a smaller prompt batch, applied from the next token."""

@@ -79,15 +79,20 @@ def test_generation_streams_tokens_and_can_be_cancelled(tiny_bundle: Path, tmp_p
         first = supervisor.llm.submit({"prompt": "The patient", "max_tokens": 12}).result()
         again = supervisor.llm.submit({"prompt": "The patient", "max_tokens": 12}).result()
         assert first == again and first["usage"]["completion_tokens"] == 12  # deterministic by default
+        stop = first["text"][2:6]
+        stopped = supervisor.llm.submit({"prompt": "The patient", "max_tokens": 12, "stop": [stop]}).result()
+        assert stopped["finish_reason"] == "stop" and stopped["text"] == first["text"][:first["text"].index(stop)]
+        chat = supervisor.llm.submit({"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 5},
+                                     kind="chat").result()
+        assert chat["usage"]["prompt_tokens"] > 5 and chat["usage"]["completion_tokens"] <= 5
         stream = supervisor.llm.submit({"prompt": "Count", "max_tokens": 1500})
         seen = []
         for event in stream:
             seen.append(event)
             if len(seen) == 3:
                 assert stream.cancel()
-        assert seen[-1] == {"type": "done", "id": stream.id, "finish_reason": "cancelled",
-                            "usage": {"completion_tokens": seen[-1]["usage"]["completion_tokens"]}}
-        assert seen[-1]["usage"]["completion_tokens"] < 100
+        assert seen[-1]["type"] == "done" and seen[-1]["id"] == stream.id
+        assert seen[-1]["finish_reason"] == "cancelled" and seen[-1]["usage"]["completion_tokens"] < 100
         with pytest.raises(GenerationError) as error:
             supervisor.llm.submit({"prompt": "word " * 3000, "max_tokens": 4}).result()
         assert error.value.code == "context_length_exceeded"

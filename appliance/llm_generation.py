@@ -1,0 +1,120 @@
+"""One generation as a per-token state machine over llama-cpp-python's low-level `Llama.generate`.
+
+llama-cpp-python's `create_completion(stream=True)` does not yield while the sampled bytes are
+not yet valid UTF-8, so one `next()` can run for the whole answer: no heartbeat, no cancellation.
+Here every `step()` samples exactly one token, so the worker can heartbeat and cancel per token.
+Text is decoded incrementally (a token may end mid-character), stop strings are matched across
+token boundaries, and text that could be the start of a stop string is held back until decided.
+"""
+
+from __future__ import annotations
+
+import codecs
+from typing import Any
+
+import llama_cpp
+from llama_cpp import Llama, llama_chat_format
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+SAMPLING = {"temperature": "temp", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "typical_p": "typical_p",
+            "repeat_penalty": "repeat_penalty", "presence_penalty": "presence_penalty",
+            "frequency_penalty": "frequency_penalty"}
+COMPLETION_PARAMS = {"prompt", "max_tokens", "stop", "seed", *SAMPLING}
+CHAT_PARAMS = (COMPLETION_PARAMS - {"prompt"}) | {"messages", "response_format"}
+
+
+class RequestError(Exception):
+    """The request cannot be served as asked; `code` is machine-readable."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+class Generation:
+    def __init__(self, llm: Llama, kind: str, params: dict[str, Any], default_seed: int):
+        allowed = CHAT_PARAMS if kind == "chat" else COMPLETION_PARAMS
+        unknown = sorted(set(params) - allowed)
+        if kind not in ("chat", "completion"):
+            raise RequestError("invalid_request", f"kind must be 'chat' or 'completion', got {kind!r}")
+        if unknown:
+            raise RequestError("invalid_request", f"unsupported parameter(s) {unknown}; expected some of "
+                                                  f"{sorted(allowed)}")
+        self.llm = llm
+        stops = params.get("stop") or []
+        self.stops: list[str] = [stops] if isinstance(stops, str) else list(stops)
+        self.prompt_tokens = self._prompt_tokens(kind, params)
+        n_ctx = llm.n_ctx()
+        if len(self.prompt_tokens) >= n_ctx:
+            raise RequestError("context_length_exceeded", f"the prompt is {len(self.prompt_tokens)} tokens; the "
+                                                          f"context window is {n_ctx}")
+        room = n_ctx - len(self.prompt_tokens)
+        self.max_tokens = min(params.get("max_tokens") or room, room)
+        self.decoded = 0
+        self.completion: list[int] = []
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""
+        self._eos = llm.token_eos()
+        llm.set_seed(int(params.get("seed", default_seed)))
+        sampling = {SAMPLING[key]: params[key] for key in SAMPLING if params.get(key) is not None}
+        self._tokens = llm.generate(self.prompt_tokens, grammar=self._grammar(params), **sampling)
+
+    def _prompt_tokens(self, kind: str, params: dict[str, Any]) -> list[int]:
+        llm = self.llm
+        if kind == "completion":
+            bos = [llm.token_bos()] if llm._model.add_bos_token() and llm.token_bos() != -1 else []
+            return bos + llm.tokenize(str(params.get("prompt", "")).encode("utf-8"), add_bos=False, special=True)
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise RequestError("invalid_request", "this model has no chat template; use a completion request")
+        eos, bos = llm.token_eos(), llm.token_bos()
+        formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=template, eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llm._model.token_get_text(bos) if bos != -1 else "", stop_token_ids=[eos])
+        try:
+            formatted = formatter(messages=list(params["messages"]))
+        except Exception as exc:  # noqa: BLE001 - jinja raises many types for bad message lists
+            raise RequestError("invalid_request", f"messages do not fit the chat template ({exc})") from exc
+        extra_stops = formatted.stop or []
+        self.stops += [extra_stops] if isinstance(extra_stops, str) else list(extra_stops)
+        return llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+
+    @staticmethod
+    def _grammar(params: dict[str, Any]) -> LlamaGrammar | None:
+        response_format = params.get("response_format") or {}
+        if response_format.get("type") != "json_object":
+            return None
+        schema = response_format.get("schema")
+        if schema:
+            import json
+
+            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+
+    def step(self) -> tuple[str, str | None]:
+        """Sample one token: (text now safe to emit, finish reason or None)."""
+        token = next(self._tokens)
+        self.decoded += 1
+        if token == self._eos or llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token):
+            return self._flush(), "stop"
+        piece = self.llm.detokenize([token], prev_tokens=self.prompt_tokens + self.completion)
+        self.completion.append(token)
+        self._held += self._utf8.decode(piece)
+        for stop in self.stops:
+            at = self._held.find(stop) if stop else -1
+            if at >= 0:
+                text, self._held = self._held[:at], ""
+                return text, "stop"
+        if self.decoded >= self.max_tokens:
+            return self._flush(), "length"
+        keep = max((len(s) - 1 for s in self.stops if s), default=0)
+        keep = next((n for n in range(keep, 0, -1) if any(s.startswith(self._held[-n:]) for s in self.stops)), 0)
+        text, self._held = (self._held[:-keep], self._held[-keep:]) if keep else (self._held, "")
+        return text, None
+
+    def _flush(self) -> str:
+        text, self._held = self._held + self._utf8.decode(b"", final=True), ""
+        return text
+
+    def close(self) -> None:
+        self._tokens.close()
