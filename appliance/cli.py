@@ -19,7 +19,11 @@ EXIT_THERMAL_SHUTDOWN = 75  # systemd units list it in RestartPreventExitStatus:
               help="Artifact bundle directory (manifest.json + models).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site config (TOML).")
 @click.option("--video-source", help="synthetic, a video file, or /dev/videoN (overrides the config).")
-def serve(profile_name: str, bundle_dir: str, config_path: str | None, video_source: str | None) -> None:
+@click.option("--host", help="Address of the local API (overrides http.host; default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port of the local API (overrides http.port; 0: any free).")
+@click.option("--keys", "keys_file", type=click.Path(dir_okay=False), help="API keys file (overrides http.keys_file).")
+def serve(profile_name: str, bundle_dir: str, config_path: str | None, video_source: str | None,
+          host: str | None, port: int | None, keys_file: str | None) -> None:
     """Run the box: video, encoder and LLM workers under supervision, watchdogs and thermal governor.
 
     Stops cleanly on SIGTERM/SIGINT (bounded by supervisor.shutdown_timeout_s) and on a thermal
@@ -37,6 +41,8 @@ def serve(profile_name: str, bundle_dir: str, config_path: str | None, video_sou
         raise click.ClickException(str(exc)) from exc
     if video_source:
         config = config.model_copy(update={"video": config.video.model_copy(update={"source": video_source})})
+    http = {k: v for k, v in (("host", host), ("port", port), ("keys_file", keys_file)) if v is not None}
+    config = config.model_copy(update={"http": config.http.model_copy(update=http)})
     exit_code = _run_supervisor(profile, bundle_dir, config)
     sys.exit(exit_code)
 
@@ -64,13 +70,37 @@ def _run_supervisor(profile, bundle_dir: str, config) -> int:
     supervisor.start()
     click.echo(f"orbox serve: profile {profile.name}, bundle {bundle_dir}, status {config.status_path}, "
                f"audit {config.audit_path}", err=True)
-    # Issue 7 starts the HTTP server (uvicorn, in this process) here, on top of `supervisor`.
+    http = _start_http(supervisor, profile, config)
     while not supervisor.shutdown_requested.wait(0.5):
         pass
+    if http is not None:
+        http.stop()
     took = supervisor.stop(supervisor.shutdown_reason or "requested")
     click.echo(f"orbox serve: stopped in {took:.2f}s ({supervisor.shutdown_reason})", err=True)
     thermal = (supervisor.shutdown_reason or "").startswith("thermal")
     return EXIT_THERMAL_SHUTDOWN if thermal else 0
+
+
+def _start_http(supervisor, profile, config):
+    """The local API (appliance.api) on top of the running supervisor; None if it cannot listen."""
+    from appliance.api.context import ApiSettings
+    from appliance.api.keys import KeyStore
+    from appliance.api.server import HttpServer, Listen, ServerError
+
+    http = config.http
+    settings = ApiSettings(deadline_s=http.deadline_s, admission_slots=profile.llm.parallel,
+                           max_waiting=http.max_waiting, preview_fps=config.video.preview_fps)
+    try:
+        server = HttpServer(supervisor, Listen(http.host, http.port, http.tls_cert, http.tls_key),
+                            KeyStore(config.keys_path), settings)
+        listen = server.start()
+    except ServerError as exc:
+        supervisor.request_shutdown(f"http: {exc}")
+        click.echo(f"Error: {exc}", err=True)
+        return None
+    click.echo(f"orbox serve: API on {listen.url} (keys {config.keys_path}), status page {listen.url}/status",
+               err=True)
+    return server
 
 
 @click.group("audit")
@@ -116,4 +146,4 @@ def mcu_sim(link: str | None, timeout_s: float, temps: str, temps_file: str | No
     serve_pty(simulator, Path(link) if link else None, on_ready=lambda line: click.echo(line, err=True))
 
 
-# `orbox api-keys` (appliance.cli:api_keys) is added by issue 7, next to the HTTP layer.
+from appliance.api.keys_cli import api_keys as api_keys  # noqa: E402 - `orbox api-keys`, next to the API

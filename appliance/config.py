@@ -75,11 +75,24 @@ class VideoConfig(_Section):
     preview_fps: float = Field(5.0, gt=0)
     preview_width: int = Field(640, gt=0)
     stats_window: int = Field(600, ge=10)
+    realtime_priority: int = Field(0, ge=0, le=99)  # SCHED_FIFO priority of the video worker; 0 = normal
 
 
 class LlmConfig(_Section):
     warmup: bool = True
     max_queue: int = Field(32, ge=1)
+
+
+class HttpConfig(_Section):
+    """The local API (issue 7); `orbox serve --host/--port/--keys` override these."""
+
+    host: str = "127.0.0.1"  # bedside devices reach the box over the hospital LAN only if this is changed
+    port: int = Field(8080, ge=0, le=65535)  # 0: any free port (printed at start-up)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    keys_file: Path | None = None  # default: state_dir/api-keys.json
+    deadline_s: float = Field(120.0, gt=0)
+    max_waiting: int = Field(32, ge=0)
 
 
 class ApplianceConfig(_Section):
@@ -89,6 +102,7 @@ class ApplianceConfig(_Section):
     watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
     video: VideoConfig = Field(default_factory=VideoConfig)
     llm: LlmConfig = Field(default_factory=LlmConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
 
     @property
     def status_path(self) -> Path:
@@ -97,6 +111,10 @@ class ApplianceConfig(_Section):
     @property
     def audit_path(self) -> Path:
         return self.audit.path or self.supervisor.state_dir / "audit.jsonl"
+
+    @property
+    def keys_path(self) -> Path:
+        return self.http.keys_file or self.supervisor.state_dir / "api-keys.json"
 
 
 def load_config(path: str | os.PathLike | None) -> ApplianceConfig:

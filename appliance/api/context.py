@@ -1,0 +1,112 @@
+"""What every route needs: the supervisor, settings, keys, admission queue and recorder; and the auth check."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from appliance.api.admission import AdmissionQueue
+from appliance.api.catalog import ModelInfo, find, models
+from appliance.api.errors import ApiError, unauthorized, unavailable
+from appliance.api.keys import KeyStore
+from appliance.api.records import Recorder, RequestRecord
+from appliance.bundle import ArtifactRefused, read_manifest
+
+DEADLINE_HEADER = "X-Orbox-Deadline"
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    deadline_s: float = 120.0  # per-request deadline unless the client asks for less
+    admission_slots: int = 1  # requests generating at once (the LLM worker's parallel sequences)
+    max_waiting: int = 32  # admission queue length before 503
+    preview_fps: float = 5.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+    rank: int
+
+
+class ApiContext:
+    def __init__(self, supervisor: Any, keys: KeyStore, settings: ApiSettings, recorder: Recorder,
+                 admission: AdmissionQueue):
+        self.supervisor = supervisor
+        self.keys = keys
+        self.settings = settings
+        self.recorder = recorder
+        self.admission = admission
+        self._manifest: dict[str, Any] | None = None
+
+    @property
+    def profile(self) -> str:
+        return self.supervisor.profile.name
+
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            try:
+                self._manifest = read_manifest(self.supervisor.bundle_dir)
+            except ArtifactRefused:
+                return {}
+        return self._manifest
+
+    def models(self) -> list[ModelInfo]:
+        return models(self.supervisor.status(), self.manifest())
+
+    def _model(self, model_id: str, role: str, worker: str) -> ModelInfo:
+        status = self.supervisor.status()
+        model = find(status, self.manifest(), model_id, role)
+        if model is not None:
+            return model
+        known = [m.id for m in models(status, self.manifest()) if m.role == role]
+        if not known:
+            state = next((w["state"] for w in status["workers"] if w["name"] == worker), "not configured")
+            raise unavailable(f"no {role} model is loaded (the {worker} worker is {state})", 5,
+                              code="model_not_loaded")
+        raise ApiError(404, f"model: no {role} model {model_id!r} on this box; available: {', '.join(known)}",
+                       code="model_not_found", param="model")
+
+    def llm_model(self, model_id: str) -> ModelInfo:
+        return self._model(model_id, "llm", "llm")
+
+    def embedding_model(self, model_id: str) -> ModelInfo:
+        return self._model(model_id, "embedding", "encoder")
+
+    def deadline_s(self, request: Request) -> float:
+        """The config's deadline, or a shorter one from the X-Orbox-Deadline header (seconds)."""
+        raw = request.headers.get(DEADLINE_HEADER)
+        if raw is None:
+            return self.settings.deadline_s
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not 0 < value <= self.settings.deadline_s:
+            raise ApiError(400, f"{DEADLINE_HEADER}: expected seconds in (0, {self.settings.deadline_s:g}], "
+                           f"found {raw[:32]!r}", code="invalid_request", param=DEADLINE_HEADER)
+        return value
+
+
+def context_of(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+async def authenticated(request: Request) -> Caller:
+    """Bearer key check; a failure is a 401 in the OpenAI shape, and is audited like any request."""
+    ctx = context_of(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    record = ctx.keys.authenticate(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+    if record is None:
+        why = "no API key (send 'Authorization: Bearer KEY')" if not header else "invalid API key"
+        audit = RequestRecord(request.url.path, None, started=time.monotonic())
+        ctx.recorder.finish(audit, 401, error="invalid_api_key")
+        raise unauthorized(f"{why}; keys are issued per device with `orbox api-keys add NAME`")
+    return Caller(record.name, record.rank)
+
+
+AuthedCaller = Annotated[Caller, Depends(authenticated)]

@@ -1,0 +1,289 @@
+"""POST /v1/chat/completions and /v1/completions on the supervisor's LLM worker.
+
+Clinical defaults: temperature 0 and a fixed seed unless the client asks otherwise (the worker
+applies them), so the same request gives the same answer. Every response names the artifact and
+profile (headers and `system_fingerprint`). The first worker event is awaited before any byte is
+sent, so an over-long prompt is a real 400 even when streaming; a client that disconnects
+cancels its generation within a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from appliance.api.admission import QueueFull, QueueTimeout
+from appliance.api.catalog import ModelInfo
+from appliance.api.context import ApiContext, AuthedCaller, Caller, context_of
+from appliance.api.errors import ApiError, unavailable
+from appliance.api.records import RequestRecord, prompt_digest
+from appliance.api.schemas import ChatCompletionRequest, CompletionRequest
+from appliance.clients import TokenStream, Unavailable
+
+router = APIRouter()
+_STATUS_OF_CODE = {"context_length_exceeded": 400, "invalid_request": 400, "worker_lost": 503,
+                   "worker_unavailable": 503, "worker_stopping": 503}
+_CLIENT_CLOSED = 499  # nginx's convention for "the client went away"; recorded in the audit log only
+
+
+def _worker_error(event: dict[str, Any]) -> ApiError:
+    code = str(event.get("code", "error"))
+    status = _STATUS_OF_CODE.get(code, 500)
+    return ApiError(status, str(event.get("message", "generation failed")), code=code,
+                    param="messages" if code == "context_length_exceeded" else None,
+                    retry_after_s=5 if status == 503 else None)
+
+
+def _sampling(body: ChatCompletionRequest | CompletionRequest, max_tokens: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"max_tokens": max_tokens}
+    for name in ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"):
+        value = getattr(body, name)
+        if value is not None:
+            params[name] = value
+    if body.stop_list():
+        params["stop"] = body.stop_list()
+    return params
+
+
+class Generation:
+    """One admitted request from submit to its last event, streamed or collected."""
+
+    def __init__(self, ctx: ApiContext, request: Request, record: RequestRecord, model: ModelInfo, kind: str,
+                 params: dict[str, Any], deadline: float):
+        self.ctx, self.request, self.record, self.model = ctx, request, record, model
+        self.kind, self.params, self.deadline = kind, params, deadline
+        self.created = int(time.time())
+        prefix = "chatcmpl" if kind == "chat" else "cmpl"
+        self.response_id = f"{prefix}-{record.id}"
+        self.finish_reason: str | None = None
+        self.stream: TokenStream | None = None
+        self.text: list[str] = []
+        self.slot: contextlib.AsyncExitStack | None = None
+        self.status, self.outcome = _CLIENT_CLOSED, {}
+        self._closed = False
+
+    async def close(self) -> None:
+        """End of a streamed response, however it ended: cancel, record and free the slot, exactly once."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.stream is not None and not self.stream.finished:
+            self.stream.cancel()
+        self.ctx.recorder.finish(self.record, self.status, completion_tokens=self.record.tokens, **self.outcome)
+        if self.slot is not None:
+            await self.slot.aclose()
+
+    # ------------------------------------------------------------------ event source
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Worker events, ending early (with a synthetic error) when the deadline passes."""
+        assert self.stream is not None
+        iterator = self.stream.__aiter__()
+        while True:
+            remaining = self.deadline - time.monotonic()
+            try:
+                event = await asyncio.wait_for(anext(iterator), timeout=max(0.0, remaining))
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                self.stream.cancel()
+                yield {"type": "error", "code": "deadline_exceeded",
+                       "message": f"the request's deadline ({self.ctx.settings.deadline_s:g}s or "
+                                  "X-Orbox-Deadline) passed during generation"}
+                return
+            if event["type"] == "token":
+                self.record.token()
+                self.text.append(event["text"])
+            elif event["type"] == "done":
+                self.finish_reason = event.get("finish_reason") or "stop"
+            yield event
+
+    def usage(self) -> dict[str, int]:
+        prompt = int(self.record.fields.get("prompt_tokens") or 0)
+        return {"prompt_tokens": prompt, "completion_tokens": self.record.tokens,
+                "total_tokens": prompt + self.record.tokens}
+
+    # ------------------------------------------------------------------ shapes
+
+    def _choice(self, text: str | None, finish_reason: str | None, final: bool) -> dict[str, Any]:
+        if self.kind == "chat":
+            key = "message" if final else "delta"
+            content = {"role": "assistant", "content": text} if final else ({"content": text} if text else {})
+            return {"index": 0, key: content, "logprobs": None, "finish_reason": finish_reason}
+        return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
+
+    def body(self, choices: list[dict[str, Any]], chunk: bool, usage: dict[str, int] | None = None) -> dict[str, Any]:
+        kind = "chat.completion" if self.kind == "chat" else "text_completion"
+        body = {"id": self.response_id, "object": kind + (".chunk" if chunk and self.kind == "chat" else ""),
+                "created": self.created, "model": self.model.id, "system_fingerprint": self.model.fingerprint,
+                "choices": choices}
+        if usage is not None:
+            body["usage"] = usage
+        return body
+
+    @staticmethod
+    def _finish(reason: str | None) -> str:
+        return "stop" if reason in (None, "cancelled") else reason
+
+
+def _cancel_unless_streaming(generation: Generation) -> None:
+    """Leaving the handler with an unfinished, non-streamed generation (an exception): stop it."""
+    if generation.stream is not None and not generation.stream.finished:
+        generation.stream.cancel()
+
+
+async def _watch_disconnect(request: Request, stream: TokenStream) -> None:
+    """Cancel the generation when the client goes away (the body is already read: only a disconnect comes)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            stream.cancel()
+            return
+
+
+async def _run(ctx: ApiContext, request: Request, caller: Caller, body: ChatCompletionRequest | CompletionRequest,
+               kind: str, endpoint: str) -> Response:
+    record = RequestRecord(endpoint, caller.name)
+    if kind == "chat":
+        assert isinstance(body, ChatCompletionRequest)
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        digest, length = prompt_digest(messages)
+        params = {"messages": messages, **_sampling(body, body.max_completion_tokens or body.max_tokens)}
+        if body.response_format is not None and body.response_format.type == "json_object":
+            params["response_format"] = {"type": "json_object"}
+    else:
+        assert isinstance(body, CompletionRequest)
+        prompt = body.prompt_text()
+        if prompt is None:
+            raise ApiError(400, "prompt: this box serves one prompt per request, found a list of "
+                           f"{len(body.prompt)}", code="invalid_request", param="prompt")
+        digest, length = prompt_digest(prompt)
+        params = {"prompt": prompt, **_sampling(body, body.max_tokens)}
+    record.set(model=body.model, prompt_sha256=digest, prompt_chars=length, stream=body.stream)
+    try:
+        model = ctx.llm_model(body.model)
+        record.set(artifact_sha256=model.sha256, profile=model.profile)
+        deadline = record.started + ctx.deadline_s(request)
+        generation = Generation(ctx, request, record, model, kind, params, deadline)
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(_cancel_unless_streaming, generation)
+            waited = await stack.enter_async_context(ctx.admission.slot(caller.rank, deadline))
+            record.set(queued_ms=round(waited * 1e3, 3))
+            try:
+                generation.stream = ctx.supervisor.llm.submit(params, kind=kind, request_id=record.id,
+                                                              loop=asyncio.get_running_loop())
+            except Unavailable as exc:
+                raise unavailable(str(exc), exc.retry_after_s) from exc
+            events = generation.events()
+            first = await anext(events)
+            if first["type"] == "error":
+                raise _worker_error(first)
+            if body.stream:
+                include_usage = bool(body.stream_options and body.stream_options.include_usage)
+                generation.slot = stack.pop_all()  # the slot now belongs to the streaming response
+                return _GenerationStream(generation, _sse(generation, first, events, include_usage),
+                                         headers={**model.headers(), "X-Request-Id": record.id,
+                                                  "Cache-Control": "no-cache"})
+            return await _collect(ctx, request, generation, first, events)
+    except (QueueFull, Unavailable, QueueTimeout) as exc:
+        error = (unavailable(str(exc), exc.retry_after_s) if isinstance(exc, Unavailable) else
+                 unavailable(str(exc), 2, code="queue_full") if isinstance(exc, QueueFull) else
+                 ApiError(504, str(exc), code="deadline_exceeded"))
+        ctx.recorder.finish(record, error.status, error=error.code)
+        return error.response({"X-Request-Id": record.id})
+    except ApiError as error:
+        ctx.recorder.finish(record, error.status, error=error.code)
+        return error.response({"X-Request-Id": record.id})
+
+
+async def _collect(ctx: ApiContext, request: Request, generation: Generation, first: dict[str, Any],
+                   events: AsyncIterator[dict[str, Any]]) -> Response:
+    record = generation.record
+    watcher = asyncio.create_task(_watch_disconnect(request, generation.stream))
+    last = first
+    try:
+        if first["type"] == "token":
+            async for event in events:
+                last = event
+    finally:
+        watcher.cancel()
+    if last["type"] == "error":
+        error = _worker_error(last) if last.get("code") != "deadline_exceeded" else \
+            ApiError(504, last["message"], code="deadline_exceeded")
+        ctx.recorder.finish(record, error.status, error=error.code, completion_tokens=record.tokens)
+        return error.response({"X-Request-Id": record.id})
+    reason = generation.finish_reason
+    status = _CLIENT_CLOSED if reason == "cancelled" else 200
+    ctx.recorder.finish(record, status, completion_tokens=record.tokens, finish_reason=reason)
+    text = "".join(generation.text)
+    body = generation.body([generation._choice(text, generation._finish(reason), final=True)], chunk=False,
+                           usage=generation.usage())
+    return JSONResponse(body, headers={**generation.model.headers(), "X-Request-Id": record.id})
+
+
+def _sse_line(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+class _GenerationStream(StreamingResponse):
+    """An SSE response that closes its generation even if the client left before the first byte."""
+
+    def __init__(self, generation: Generation, content: AsyncIterator[bytes], headers: dict[str, str]):
+        super().__init__(content, media_type="text/event-stream", headers=headers)
+        self._generation = generation
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._generation.close()
+
+
+async def _sse(generation: Generation, first: dict[str, Any], events: AsyncIterator[dict[str, Any]],
+               include_usage: bool) -> AsyncIterator[bytes]:
+    """The SSE body: role chunk, one chunk per token, the finish chunk, optional usage, `[DONE]`."""
+    if generation.kind == "chat":
+        yield _sse_line(generation.body([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                          "logprobs": None, "finish_reason": None}], chunk=True))
+    event = first
+    while True:
+        if event["type"] == "token":
+            yield _sse_line(generation.body([generation._choice(event["text"], None, False)], chunk=True))
+        elif event["type"] == "done":
+            reason = generation.finish_reason
+            generation.status = _CLIENT_CLOSED if reason == "cancelled" else 200
+            generation.outcome = {"finish_reason": reason}
+            yield _sse_line(generation.body([generation._choice(None, generation._finish(reason), False)],
+                                            chunk=True))
+            if include_usage:
+                yield _sse_line(generation.body([], chunk=True, usage=generation.usage()))
+            break
+        else:
+            error = _worker_error(event) if event.get("code") != "deadline_exceeded" else \
+                ApiError(504, event["message"], code="deadline_exceeded")
+            generation.status, generation.outcome = error.status, {"error": error.code}
+            yield _sse_line(error.body())
+            break
+        event = await anext(events, {"type": "error", "code": "worker_lost", "message": "the stream ended early"})
+    yield _sse_line("[DONE]")
+
+
+@router.post("/v1/chat/completions", tags=["openai"])
+async def chat_completions(body: ChatCompletionRequest, request: Request,
+                           caller: AuthedCaller) -> Response:
+    """OpenAI chat completion (streaming with `stream: true`, ending with `data: [DONE]`)."""
+    return await _run(context_of(request), request, caller, body, "chat", "/v1/chat/completions")
+
+
+@router.post("/v1/completions", tags=["openai"])
+async def completions(body: CompletionRequest, request: Request, caller: AuthedCaller) -> Response:
+    """OpenAI (legacy) text completion, one prompt per request."""
+    return await _run(context_of(request), request, caller, body, "completion", "/v1/completions")
