@@ -369,11 +369,24 @@ cdef void _box_filter(float[:, ::1] src, int r, float[:, ::1] tmp, float[::1] ac
     cdef int gw = src.shape[1]
     cdef int y, x
     cdef float run
+    cdef int x_head = min(r + 1, gw)
+    cdef int x_tail = max(gw - r - 1, x_head)
+    cdef float inv_full = 1.0 / (2 * r + 1)
     for y in range(gh):
         run = 0.0
         for x in range(min(r, gw - 1) + 1):
             run = run + src[y, x]
-        for x in range(gw):
+        # Border windows are clipped and normalised by their true size; the interior is branch-free.
+        for x in range(x_head):
+            tmp[y, x] = run / (min(x + r, gw - 1) + 1)
+            if x + r + 1 < gw:
+                run = run + src[y, x + r + 1]
+            if x - r >= 0:
+                run = run - src[y, x - r]
+        for x in range(x_head, x_tail):
+            tmp[y, x] = run * inv_full
+            run = run + src[y, x + r + 1] - src[y, x - r]
+        for x in range(x_tail, gw):
             tmp[y, x] = run / (min(x + r, gw - 1) - max(x - r, 0) + 1)
             if x + r + 1 < gw:
                 run = run + src[y, x + r + 1]
@@ -529,15 +542,18 @@ cdef inline void _span(int y, int width, float cx, float cy, float r, int* xs, i
 
 cdef void _recover_rgb_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
                            const float[:, ::1] a, const float[:, ::1] b, CoeffCache* cache,
-                           float w0, float w1, float w2, float a0, float a1, float a2, float t0,
+                           float w0, float w1, float w2, const short* a3, short* gain3, float t0,
                            float cx, float cy, float r, bint in_place) noexcept nogil:
-    # Channel order is memory order here: the caller permutes the luma weights and A for bgr24,
-    # so the loop body is the same for both and stays branch-free.
+    # Two unit-stride-friendly loops. First, per pixel, the gain 1/t in Q8 fixed point, written
+    # once per channel; then one flat loop over the row's bytes, J = (I - A) * gain + A, in 16-bit
+    # lanes (rounded multiply-high), twice the lanes of float32. Channel order is memory order:
+    # the caller permutes the luma weights and the airlight row for bgr24.
     cdef int width = src.shape[1] // 3
-    cdef int xs, xe, x
+    cdef int xs, xe, x, i, v
     cdef const u8* sp = &src[y, 0]
     cdef u8* dp = &dst[y, 0]
-    cdef float v0, v1, v2, t, inv, wy
+    cdef float t, wy
+    cdef short q, d
     _span(y, width, cx, cy, r, &xs, &xe)
     if not in_place:
         if xs > 0:
@@ -552,48 +568,56 @@ cdef void _recover_rgb_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
     cdef const float* cb = cache.b0
     cdef const float* cdb = cache.db
     for x in range(xs, xe):
-        v0 = sp[3 * x]
-        v1 = sp[3 * x + 1]
-        v2 = sp[3 * x + 2]
-        t = (ca[x] + wy * cda[x]) * (w0 * v0 + w1 * v1 + w2 * v2) + (cb[x] + wy * cdb[x])
+        t = (ca[x] + wy * cda[x]) * (w0 * sp[3 * x] + w1 * sp[3 * x + 1] + w2 * sp[3 * x + 2]) + (cb[x] + wy * cdb[x])
         t = fminf(fmaxf(t, t0), 1.0)
-        inv = 1.0 / t
-        dp[3 * x] = <u8>(fminf(fmaxf((v0 - a0) * inv + a0, 0.0), 255.0) + 0.5)
-        dp[3 * x + 1] = <u8>(fminf(fmaxf((v1 - a1) * inv + a1, 0.0), 255.0) + 0.5)
-        dp[3 * x + 2] = <u8>(fminf(fmaxf((v2 - a2) * inv + a2, 0.0), 255.0) + 0.5)
+        q = <short>(256.0 / t + 0.5)
+        gain3[3 * x] = q
+        gain3[3 * x + 1] = q
+        gain3[3 * x + 2] = q
+    for i in range(3 * xs, 3 * xe):
+        d = <short>((sp[i] - a3[i]) * 128)
+        v = ((<int>d * gain3[i] + 0x4000) >> 15) + a3[i]
+        dp[i] = <u8>(0 if v < 0 else (255 if v > 255 else v))
 
 
 def recover_rgb(const u8[:, ::1] src, u8[:, ::1] dst, int s, int ri, int gi, int bi,
                 const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] rows, int[::1] grid_rows,
+                short[::1] airlight_row, short[:, ::1] gains,
                 float ar, float ag, float ab, float t0, float cx, float cy, float r, bint in_place, int threads):
     """J = (I - A) / max(t, t0) + A with t = a(x) * luma(x) + b(x), for rgb24/bgr24 (A in 0..255).
 
-    `rows` is a (4 * threads, width) scratch and `grid_rows` a (threads,) one.
+    Scratch: `rows` (4 * threads, width), `grid_rows` (threads,), `airlight_row` (3 * width,),
+    `gains` (threads, 3 * width).
     """
     cdef int height = src.shape[0]
-    cdef int y, tid
+    cdef int width = src.shape[1] // 3
+    cdef int y, tid, x
     cdef float lw[3]
-    cdef float av[3]
+    cdef short av[3]
     cdef CoeffCache cache
     lw[ri] = KR / 255.0
     lw[gi] = KG / 255.0
     lw[bi] = KB / 255.0
-    av[ri] = ar
-    av[gi] = ag
-    av[bi] = ab
+    av[ri] = <short>(ar + 0.5)
+    av[gi] = <short>(ag + 0.5)
+    av[bi] = <short>(ab + 0.5)
+    for x in range(width):
+        airlight_row[3 * x] = av[0]
+        airlight_row[3 * x + 1] = av[1]
+        airlight_row[3 * x + 2] = av[2]
     grid_rows[:] = -1
     if threads > 1:
         for y in prange(height, nogil=True, schedule="static", num_threads=threads):
             tid = threadid()
             cache = _cache_at(rows, 4 * tid, &grid_rows[tid])
-            _recover_rgb_row(src, dst, y, s, a, b, &cache, lw[0], lw[1], lw[2],
-                             av[0], av[1], av[2], t0, cx, cy, r, in_place)
+            _recover_rgb_row(src, dst, y, s, a, b, &cache, lw[0], lw[1], lw[2], &airlight_row[0], &gains[tid, 0],
+                             t0, cx, cy, r, in_place)
     else:
         cache = _cache_at(rows, 0, &grid_rows[0])
         with nogil:
             for y in range(height):
-                _recover_rgb_row(src, dst, y, s, a, b, &cache, lw[0], lw[1], lw[2],
-                                 av[0], av[1], av[2], t0, cx, cy, r, in_place)
+                _recover_rgb_row(src, dst, y, s, a, b, &cache, lw[0], lw[1], lw[2], &airlight_row[0], &gains[0, 0],
+                                 t0, cx, cy, r, in_place)
 
 
 cdef void _recover_luma_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,

@@ -185,6 +185,8 @@ class Dehazer:
             self._rows = np.zeros((4 * self.threads, self.width), f32)
             self._vsum = np.zeros((self.threads, 3 * self.width), np.uint16)
             self._vmin = np.zeros((self.threads, 3 * self.width), np.uint8)
+            self._airlight_row = np.zeros(3 * self.width, np.int16)
+            self._gains = np.zeros((self.threads, 3 * self.width), np.int16)
 
     def _check_frame(self, array: Any, name: str) -> None:
         if not isinstance(array, np.ndarray):
@@ -241,7 +243,7 @@ class Dehazer:
                                      *yuv, tune.t0, cx, cy, r, in_place, threads)
             else:
                 _dehaze.recover_rgb(src, dst, s, *self._channels, self._a, self._b, self._rows, self._grid_rows,
-                                    *airlight, tune.t0, cx, cy, r, in_place, threads)
+                                    self._airlight_row, self._gains, *airlight, tune.t0, cx, cy, r, in_place, threads)
         t_end = clock()
         self.stats = {
             "airlight": tuple(c / 255.0 for c in airlight),
