@@ -91,8 +91,10 @@ def _run(profile: Any, bundle: Path, workdir: Path, clip: Path, video: dict[str,
 @click.option("--height", type=int, default=1080, show_default=True)
 @click.option("--fps", type=float, default=60.0, show_default=True)
 @click.option("--clip", type=click.Path(exists=True, dir_okay=False), help="Video file (default: synthetic).")
+@click.option("--realtime", type=click.IntRange(0, 99), default=0, show_default=True,
+              help="SCHED_FIFO priority for the video worker (video.realtime_priority); 0 = normal.")
 def main(bundle_dir: str, profile_name: str, seconds: float, warmup_s: float, width: int, height: int, fps: float,
-         clip: str | None) -> None:
+         clip: str | None, realtime: int) -> None:
     """Print video p50/p99/max added latency and dropped frames, no-LLM baseline beside LLM generating."""
     from hw_profiles import ProfileError, load_profile
 
@@ -100,7 +102,7 @@ def main(bundle_dir: str, profile_name: str, seconds: float, warmup_s: float, wi
         profile = load_profile(profile_name)
     except ProfileError as exc:
         raise click.ClickException(str(exc)) from exc
-    video = {"width": width, "height": height, "fps": fps, "preload_frames": 60}
+    video = {"width": width, "height": height, "fps": fps, "preload_frames": 60, "realtime_priority": realtime}
     with tempfile.TemporaryDirectory(prefix="orbox-bench-video-") as tmp:
         workdir = Path(tmp)
         clip_path = Path(clip) if clip else write_synthetic_clip(workdir / "clip.avi", width, height, fps, 60)
@@ -111,7 +113,8 @@ def main(bundle_dir: str, profile_name: str, seconds: float, warmup_s: float, wi
                                      seconds)))
     cpu = profile.cpu
     click.echo(f"video {width}x{height} {profile.video.pixel_format} paced at {fps:g} fps, {seconds:g}s measured; "
-               f"profile {profile.name}: video cores {cpu.video_cores}, LLM cores {cpu.llm_cores}")
+               f"profile {profile.name}: video cores {cpu.video_cores}, LLM cores {cpu.llm_cores}, "
+               f"video scheduling {'SCHED_FIFO ' + str(realtime) if realtime else 'normal'}")
     click.echo(f"{'scenario':<20} {'frames':>7} {'dropped':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
                f"{'LLM tok/s':>10}")
     for label, row in rows:

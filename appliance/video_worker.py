@@ -9,6 +9,7 @@ frames dropped and p50/p99/max latency over the last `video.stats_window` frames
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -61,7 +62,9 @@ class VideoWorker(WorkerRuntime):
         self.sink = FileSink(cfg.sink_file, self.fmt) if cfg.sink_file else None
         self.latency = LatencyWindow(cfg.stats_window)
         self.frames = self.dropped = 0
-        self.send({"type": "ready", "info": {"source": self.source.description, "width": self.fmt.width,
+        scheduling = _realtime(cfg.realtime_priority)
+        self.send({"type": "ready", "info": {"source": self.source.description, "scheduling": scheduling,
+                                             "width": self.fmt.width,
                                              "height": self.fmt.height, "fps": self.fmt.fps,
                                              "pixel_format": self.fmt.pixel_format,
                                              "ring": str(self.ring.path)}})
@@ -116,6 +119,21 @@ class VideoWorker(WorkerRuntime):
             self.heartbeat(self.frames, 1, dropped=self.dropped, latency=self.latency.summary(),
                            sink_dropped=self.sink.dropped if self.sink else 0,
                            smoke_level=_stat(self.dehazer.stats, "smoke_level"))
+
+
+def _realtime(priority: int) -> str:
+    """SCHED_FIFO for the video loop when asked (needs CAP_SYS_NICE): noisy neighbours cannot delay a frame.
+
+    The loop sleeps between paced frames, and the kernel's RT throttling keeps 5% of the core for
+    others even if it falls behind.
+    """
+    if priority == 0:
+        return "normal"
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except PermissionError:
+        return f"normal (SCHED_FIFO {priority} refused: needs CAP_SYS_NICE)"
+    return f"SCHED_FIFO {priority}"
 
 
 def _stat(stats: Any, key: str) -> float | None:
