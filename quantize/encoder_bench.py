@@ -1,0 +1,85 @@
+"""FP32 vs INT8 side by side on one encoder: latency at one thread, cosine and retrieval agreement.
+
+Rows: the plain optimum export (the FP32 ONNX baseline), the fused FP32 graph, the naive
+`quantize_dynamic(per_channel=True)` of the plain export (DESIGN.md's 2.70x reference), and what
+`orbox quantize encoder` would publish for the profile. Nothing is written outside a temp dir.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantize.encoder_build import Workbench, choose_candidate, prepare_workbench
+from quantize.encoder_calibration import default_calibration
+from quantize.encoder_evalset import RETRIEVAL_QUERIES
+from quantize.encoder_gates import GateThresholds, accuracy_metrics, gate_outputs, measure_ms, workload
+from quantize.encoder_int8 import recipe_for_profile
+from quantize.encoder_source import inspect_encoder
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    name: str
+    batch_ms: float
+    query_ms: float
+    metrics: dict[str, float]
+
+
+def _row(bench: Workbench, name: str, path: Path, repeats: int) -> BenchRow:
+    encoder = bench.encoder(path)
+    metrics = accuracy_metrics(bench.reference, gate_outputs(encoder))
+    if encoder.settings.task == "reranker":
+        one_at_a_time = [lambda q=q: encoder.rerank(q, [RETRIEVAL_QUERIES[0]]) for q in RETRIEVAL_QUERIES]
+    else:
+        one_at_a_time = [lambda q=q: encoder.embed([q]) for q in RETRIEVAL_QUERIES]
+    query_ms = measure_ms(lambda: [run() for run in one_at_a_time], repeats) / len(RETRIEVAL_QUERIES)
+    return BenchRow(name, measure_ms(workload(encoder), repeats), query_ms, metrics)
+
+
+def run_bench(model_dir: Path, profile_name: str, threads: int, repeats: int,
+              progress: Callable[[str], None] = lambda _: None) -> list[BenchRow]:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from hw_profiles import load_profile
+
+    source = inspect_encoder(model_dir)
+    profile = load_profile(profile_name)
+    first = recipe_for_profile(profile)
+    with tempfile.TemporaryDirectory(prefix="orbox-encoder-bench-") as tmp:
+        root = Path(tmp)
+        progress("export")
+        bench, _ = prepare_workbench(source, root / source.task, root / "work", default_calibration(source.task),
+                                     GateThresholds(), threads, openvino=False)
+        progress("naive int8")
+        naive = root / "work" / "naive.onnx"
+        quantize_dynamic(str(bench.export_path), str(naive), per_channel=True, weight_type=QuantType.QInt8)
+        progress("pipeline int8")
+        chosen, _, _ = choose_candidate(bench, first, True, progress)
+        rows = []
+        for name, path in (("fp32-export", bench.export_path), ("fp32-fused", bench.fp32_path),
+                           ("int8-naive-dynamic", naive), (f"int8-{chosen.name}", chosen.path)):
+            progress(f"time {name}")
+            rows.append(_row(bench, name, path, repeats))
+    return rows
+
+
+def format_table(rows: list[BenchRow], threads: int) -> str:
+    """Text table with speedups against the first row (the FP32 ONNX baseline)."""
+    base = rows[0]
+    metric_names = list(base.metrics)
+    header = ["variant", "gate-set ms", "x fp32", "ms/query", "x fp32", *metric_names]
+    lines = [header]
+    for row in rows:
+        lines.append([
+            row.name, f"{row.batch_ms:.1f}", f"{base.batch_ms / row.batch_ms:.2f}", f"{row.query_ms:.2f}",
+            f"{base.query_ms / row.query_ms:.2f}", *(f"{row.metrics[m]:.4f}" for m in metric_names),
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    rendered = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in lines]
+    note = (f"threads={threads}; accuracy columns compare against the fused FP32 graph; "
+            f"measured {time.strftime('%Y-%m-%d %H:%M:%S')} on a shared machine (noisy)")
+    return "\n".join([*rendered, note])
