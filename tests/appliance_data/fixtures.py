@@ -90,6 +90,7 @@ def site_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
                        "stop_grace_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 2.0, "heartbeat_s": 0.1},
         "thermal": {"sysfs_root": str(tmp_path / "sys"), "poll_s": 0.1, "use_psutil": False},
         "video": {"width": 160, "height": 128, "fps": 30, "preload_frames": 8},
+        "http": {"port": 0},  # `orbox serve` also starts the local API; never collide on a fixed port
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
