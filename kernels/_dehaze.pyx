@@ -192,11 +192,11 @@ def block_stats_nv12(const u8[:, ::1] frame, int s, int height,
 # ------------------------------------------------------------------ grid-level estimation
 
 
-def disc_mask(float[:, ::1] luma, float threshold, u8[:, ::1] inside):
+def disc_mask(float[:, ::1] luma, float threshold, float margin, u8[:, ::1] inside):
     """Find the scope's bright disc on the grid. Returns (cx, cy, r, bright_fraction) in grid units.
 
     The disc is taken as the circle with the bright cells' centroid and area; `inside` marks the
-    cells safely inside it (one cell of margin) for the statistics.
+    cells at least `margin` cells inside it (clear of the optics' soft edge) for the statistics.
     """
     cdef int gh = luma.shape[0]
     cdef int gw = luma.shape[1]
@@ -216,7 +216,7 @@ def disc_mask(float[:, ::1] luma, float threshold, u8[:, ::1] inside):
     cx = sx / count
     cy = sy / count
     r = sqrtf(count / 3.14159265)
-    ri = r - 1.5
+    ri = r - margin
     with nogil:
         for y in range(gh):
             dy = y + 0.5 - cy

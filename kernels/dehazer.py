@@ -48,6 +48,7 @@ class Tuning:
     gate_low: float = 0.12        # smoke level at which correction starts ...
     gate_high: float = 0.20       # ... and at which it reaches full strength
     vignette_luma: float = 0.06   # cells darker than this (mean luma 0..1) are vignette
+    disc_margin: float = 3.0      # grid cells kept clear of the disc's soft edge in the statistics
 
     def validated(self) -> Tuning:
         checks = {
@@ -65,6 +66,7 @@ class Tuning:
             "gate_low": 0.0 <= self.gate_low < self.gate_high,
             "gate_high": self.gate_high <= 1.0,
             "vignette_luma": 0.0 <= self.vignette_luma < 1.0,
+            "disc_margin": 0.0 <= self.disc_margin <= 64.0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -265,7 +267,8 @@ class Dehazer:
     def _find_disc(self) -> tuple[float, float, float] | None:
         """Scope disc in full-res pixels (r < 0: no vignette, whole frame), or None if all dark."""
         s = self.tuning.subsample
-        cx, cy, r, bright = _dehaze.disc_mask(self._luma, self.tuning.vignette_luma, self._inside)
+        tune = self.tuning
+        cx, cy, r, bright = _dehaze.disc_mask(self._luma, tune.vignette_luma, tune.disc_margin, self._inside)
         if r <= 0.0:
             return None
         gh, gw = self._grid
