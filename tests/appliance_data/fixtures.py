@@ -191,3 +191,26 @@ def mcu_sim(tmp_path: Path) -> Iterator[McuSim]:
         yield sim
     finally:
         sim.stop()
+
+
+@pytest.fixture(scope="session")
+def encoder_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny LLM bundle plus an INT8 tiny-BERT embedding encoder built by `orbox quantize encoder`."""
+    from encoder_data.fixtures import build_tiny_bert
+
+    run_root = tiny_bundle.parent
+    shared = run_root / "appliance-encoder-bundle"
+    with _file_lock(shared.with_suffix(".lock")):
+        if not (shared / "encoder" / "embedding" / "encoder.json").is_file():
+            work = run_root / "appliance-encoder-work"
+            shutil.rmtree(work, ignore_errors=True)
+            shutil.copytree(tiny_bundle, work / "bundle")
+            model = build_tiny_bert(work / "tiny-bert")
+            gates = ["--min-speedup", "0", "--min-cosine", "0", "--mean-cosine", "0", "--min-top5", "0",
+                     "--min-top1", "0"]  # a random tiny model: the gates are issue 5's tests, not ours
+            result = orbox("quantize", "encoder", "--model", str(model), "--profile", "dev", "--out",
+                           str(work / "bundle"), "--task", "embedding", *gates)
+            assert result.returncode == 0, result.stderr
+            os.replace(work / "bundle", shared)
+            shutil.rmtree(work, ignore_errors=True)
+    return shared
