@@ -76,7 +76,9 @@ def read_settings(role_dir: str | Path) -> EncoderSettings:
     meta = _read_json(root / "encoder.json")
     if not isinstance(meta, dict) or meta.get("format") != ENCODER_FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise EncoderRuntimeError(f"{root / 'encoder.json'}: field 'format' must be {ENCODER_FORMAT!r}, found {found!r}")
+        raise EncoderRuntimeError(
+            f"{root / 'encoder.json'}: field 'format' must be {ENCODER_FORMAT!r}, found {found!r}"
+        )
     st_config = _read_json(root / "sentence_bert_config.json")
     modes: tuple[str, ...] = ()
     normalize = False
@@ -263,7 +265,9 @@ def load_encoder(bundle_dir: str | Path, profile_or_none: Any = None, role: str 
     prefix = f"encoder/{role}/"
     entries = {path: entry for path, entry in manifest["artifacts"].items() if path.startswith(prefix)}
     if f"{prefix}encoder.json" not in entries:
-        raise EncoderRuntimeError(f"{root / 'manifest.json'}: no {role} encoder in this bundle (no {prefix}encoder.json)")
+        raise EncoderRuntimeError(
+            f"{root / 'manifest.json'}: no {role} encoder in this bundle (no {prefix}encoder.json)"
+        )
     problems = [problem for path, entry in sorted(entries.items()) for problem in verify_artifact(root, path, entry)]
     if problems:
         raise EncoderRuntimeError("refusing to load a corrupted encoder: " + "; ".join(problems))

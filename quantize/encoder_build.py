@@ -41,7 +41,14 @@ from quantize.encoder_int8 import (
     with_exclusions,
 )
 from quantize.encoder_source import EncoderInputError, EncoderSource, inspect_encoder
-from quantize.manifest import BundleError, load_manifest, load_private_key, sign_bundle, update_manifest, verify_artifact
+from quantize.manifest import (
+    BundleError,
+    load_manifest,
+    load_private_key,
+    sign_bundle,
+    update_manifest,
+    verify_artifact,
+)
 
 SECTION = "encoder"
 PARITY_MIN_COSINE = 0.99999  # FP32 ONNX vs PyTorch: the export itself must not change the embeddings
@@ -259,7 +266,11 @@ def build_openvino(bench: Workbench, progress: Callable[[str], None]) -> Candida
     if not candidate.accuracy_ok:
         progress("openvino fp16")
         save_fp16_ir(bench.export_path, xml)
-        candidate = bench.evaluate("openvino-fp16", xml, None, timed=False, backend="openvino")
+        fp16 = bench.evaluate("openvino-fp16", xml, None, timed=False, backend="openvino")
+        if not fp16.accuracy_ok:
+            raise EncoderGateError("OpenVINO IR failed its accuracy gate as NNCF INT8 and as FP16; nothing published:\n"
+                                   + _report([candidate, fp16]))
+        candidate = fp16
     return candidate
 
 
@@ -353,6 +364,8 @@ def _publish(out: Path, staging: Path, role_dir: Path, role: str, profile: str, 
         if relpath.startswith("openvino/"):
             extra = {"kind": "openvino-ir", "quant_type": openvino["name"] if openvino else None}
         artifacts[f"encoder/{role}/{relpath}"] = {**extra, "role": role}
+    for file in role_dir.rglob("*"):
+        file.chmod(0o755 if file.is_dir() else 0o644)  # the box's service user reads what root built
     final = out / "encoder" / role
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from quantize.encoder_export import quiet
 from quantize.encoder_outliers import split_outliers
 from quantize.encoder_source import EncoderInputError
 
@@ -124,9 +125,6 @@ def quantize_graph(fp32_path: Path, out_path: Path, recipe: Int8Recipe,
     """Write the INT8 graph for `recipe`; calibration feeds are computed only when the recipe needs them.
 
     Returns facts for the manifest (how many activation channels stayed FP32)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
-
     excluded = list(recipe.exclude_nodes)
     facts = {"fp32_outlier_channels": 0}
     source = fp32_path
@@ -135,6 +133,16 @@ def quantize_graph(fp32_path: Path, out_path: Path, recipe: Int8Recipe,
         fp32_nodes, facts["fp32_outlier_channels"] = split_outliers(fp32_path, source, calibration_feeds(),
                                                                     recipe.outlier_ratio)
         excluded += fp32_nodes
+    with quiet():
+        _quantize(source, out_path, recipe, excluded, calibration_feeds)
+    return facts
+
+
+def _quantize(source: Path, out_path: Path, recipe: Int8Recipe, excluded: list[str],
+              calibration_feeds: Callable[[], list[dict[str, np.ndarray]]]) -> None:
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
     options = {"DefaultTensorType": onnx.TensorProto.FLOAT}
     if recipe.scheme == "qdq_s8s8":
         quantize_static(
@@ -150,4 +158,3 @@ def quantize_graph(fp32_path: Path, out_path: Path, recipe: Int8Recipe,
             weight_type=QuantType.QUInt8 if recipe.scheme == "u8u8" else QuantType.QInt8,
             nodes_to_exclude=excluded, extra_options=options,
         )
-    return facts

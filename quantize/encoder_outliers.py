@@ -88,7 +88,8 @@ def split_outliers(fp32_path: Path, out_path: Path, feeds: list[dict[str, np.nda
         ])
         for node in consumers:
             weight = numpy_helper.to_array(initializers[node.input[1]])
-            graph.initializer.append(numpy_helper.from_array(weight[idx].astype(np.float32), f"{node.name}{OUTLIER_SUFFIX}/w"))
+            outlier_weight = numpy_helper.from_array(weight[idx].astype(np.float32), f"{node.name}{OUTLIER_SUFFIX}/w")
+            graph.initializer.append(outlier_weight)
             inlier_weight = weight.copy()
             inlier_weight[idx] = 0.0
             initializers[node.input[1]].CopyFrom(numpy_helper.from_array(inlier_weight, node.input[1]))

@@ -139,8 +139,9 @@ def _embedding_settings(root: Path, config: dict[str, Any]) -> dict[str, Any]:
         kind = SUPPORTED_ST_MODULES.get(module.get("type") if isinstance(module, dict) else None)
         if kind is None:
             raise EncoderInputError(
-                f"{modules_path}: module {index} has type {module.get('type') if isinstance(module, dict) else module!r};"
-                f" the box runtime supports only {', '.join(SUPPORTED_ST_MODULES)}"
+                f"{modules_path}: module {index} has type "
+                f"{module.get('type') if isinstance(module, dict) else module!r}; "
+                f"the box runtime supports only {', '.join(SUPPORTED_ST_MODULES)}"
             )
         kinds.append(kind)
         if kind == "pooling":
@@ -152,7 +153,8 @@ def _embedding_settings(root: Path, config: dict[str, Any]) -> dict[str, Any]:
                    and key.removeprefix("pooling_mode_") not in POOLING_MODES]
     if not modes or unsupported:
         raise EncoderInputError(
-            f"{modules_path}: Pooling config enables {unsupported or 'no mode'}; supported modes: {', '.join(POOLING_MODES)}"
+            f"{modules_path}: Pooling config enables {unsupported or 'no mode'}; "
+            f"supported modes: {', '.join(POOLING_MODES)}"
         )
     st_config_path = root / "sentence_bert_config.json"
     st_config = read_json(st_config_path, "sentence_bert_config.json") if st_config_path.is_file() else {}
