@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -16,7 +16,7 @@ from hw_profiles.planner import LlmPlan, ModelConfigError, load_model_config, mi
 from hw_profiles.ranking import ProfileFit, rank_profiles
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"error: {message}", err=True)
     sys.exit(1)
 

@@ -71,6 +71,8 @@ class ModelShape:
 
 @dataclass(frozen=True)
 class PlanRow:
+    """One GGUF type's memory bill; `fits` compares `total_bytes` with the LLM budget."""
+
     gguf_type: str
     bits_per_weight: float
     weight_bytes: int
@@ -96,6 +98,7 @@ class LlmPlan:
     reason: str
 
     def row(self, gguf_type: str) -> PlanRow:
+        """The row of one type (StopIteration if the profile does not allow it)."""
         return next(row for row in self.rows if row.gguf_type == gguf_type)
 
 
@@ -125,6 +128,9 @@ def _positive_int(config: dict[str, Any], key: str, default: int | None = None) 
 def model_shape(config: dict[str, Any]) -> ModelShape:
     """Read the shape of a llama, mistral, qwen2 or qwen3 decoder from its config.json contents."""
     architectures = config.get("architectures") or []
+    if not isinstance(architectures, list) or not all(isinstance(name, str) for name in architectures):
+        raise ModelConfigError(f"config.json field 'architectures': expected a list of class names such as "
+                               f"[\"LlamaForCausalLM\"], found {architectures!r}")
     family = ARCHITECTURES.get(architectures[0]) if architectures else None
     if family is None and config.get("model_type") in ARCHITECTURES.values():
         family = config["model_type"]
@@ -155,15 +161,18 @@ def model_shape(config: dict[str, Any]) -> ModelShape:
 
 
 def count_parameters(config: dict[str, Any]) -> int:
+    """Parameters of the model a config.json describes, counted from its shape (no weights needed)."""
     return model_shape(config).params
 
 
 def kv_cache_bytes(shape: ModelShape, context: int, parallel: int, kv_cache_type: str) -> int:
+    """K and V for every layer, token and sequence: llama.cpp allocates all of it at load time."""
     elements = 2 * shape.layers * context * parallel * shape.kv_heads * shape.head_dim
     return int(elements * KV_BYTES_PER_ELEMENT[kv_cache_type])
 
 
 def overhead_bytes(shape: ModelShape, context: int, parallel: int, batch: int, flash_attn: bool) -> int:
+    """Runtime base + compute graph of one micro-batch + logits (see the module docstring)."""
     ubatch = min(batch, MAX_UBATCH)
     compute = 4 * ubatch * (2 * shape.intermediate + 4 * shape.hidden)
     if not flash_attn:

@@ -163,6 +163,8 @@ def test_context_beyond_the_model_is_refused():
     ({"hidden_size": None}, "field 'hidden_size': expected a positive integer, found None"),
     ({"num_hidden_layers": "28"}, "field 'num_hidden_layers': expected a positive integer, found '28'"),
     ({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}, "field 'architectures': expected one of"),
+    ({"architectures": 5}, "field 'architectures': expected a list of class names .* found 5"),
+    ({"architectures": [["LlamaForCausalLM"]]}, "field 'architectures': expected a list of class names"),
 ])
 def test_bad_model_config_names_the_field(change, message):
     with pytest.raises(ModelConfigError, match=message):
