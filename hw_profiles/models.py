@@ -50,6 +50,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+def _absolute_path(path: str | None) -> str | None:
+    """Device and sysfs paths are opened by services whose working directory is not the profile's."""
+    if path is not None and not path.startswith("/"):
+        raise ValueError(f"expected an absolute path such as /dev/ttyS1, found {path!r}")
+    return path
+
+
 def _unique(values: list, what: str) -> list:
     seen = set()
     for value in values:
@@ -267,6 +274,19 @@ class ThermalSpec(_Section):
     bands: list[Band] = Field(min_length=1)
     critical_c: float = Field(ge=40, le=150, description="at or above this the box shuts down")
 
+    _sysfs_root_absolute = field_validator("sysfs_root")(_absolute_path)
+
+    @field_validator("sources")
+    @classmethod
+    def _sources_are_relative_globs(cls, sources: list[str]) -> list[str]:
+        # Path.glob refuses absolute and empty patterns, and ".." would leave sysfs_root: the supervisor
+        # would crash on the first poll instead of this file failing validation.
+        for pattern in sources:
+            if not pattern or pattern.startswith("/") or ".." in pattern.split("/"):
+                raise ValueError(f"expected a glob relative to sysfs_root such as 'thermal_zone*', "
+                                 f"found {pattern!r}")
+        return _unique(sources, "source")
+
     @model_validator(mode="after")
     def _bands_escalate(self) -> ThermalSpec:
         names = [band.name for band in self.bands]
@@ -300,6 +320,8 @@ class WatchdogSpec(_Section):
     serial_baud: int = 115200
     systemd: bool
 
+    _paths_absolute = field_validator("device", "serial_port")(_absolute_path)
+
     @field_validator("serial_baud")
     @classmethod
     def _standard_baud(cls, baud: int) -> int:
@@ -316,6 +338,8 @@ class VideoSpec(_Section):
     height: int = Field(ge=16, le=8192)
     fps: float = Field(gt=0, le=240)
     capture_device: str | None = None
+
+    _capture_device_absolute = field_validator("capture_device")(_absolute_path)
 
     @model_validator(mode="after")
     def _nv12_needs_even_size(self) -> VideoSpec:

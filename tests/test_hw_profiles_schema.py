@@ -168,6 +168,12 @@ def test_every_problem_is_reported_at_once(tmp_path):
     ("critical_c = 100.0", "critical_c = 90.0", "thermal.critical_c", "above the last band's enter_c = 95.0"),
     ("serial_baud = 115200", "serial_baud = 115201", "watchdog.serial_baud", "not a standard baud rate"),
     ('pixel_format = "rgb24"', 'pixel_format = "yuyv"', "video.pixel_format", "'rgb24', 'bgr24' or 'nv12'"),
+    # Path.glob raises on these, so they would crash the supervisor's first thermal poll.
+    ('sources = ["thermal_zone*"]', 'sources = ["/sys/class/thermal/thermal_zone0"]', "thermal.sources",
+     "expected a glob relative to sysfs_root"),
+    ('sources = ["thermal_zone*"]', 'sources = [""]', "thermal.sources", "found ''"),
+    ("timeout_s = 30", 'device = "watchdog0"\ntimeout_s = 30', "watchdog.device",
+     "expected an absolute path such as /dev/ttyS1, found 'watchdog0'"),
 ])
 def test_impossible_values_name_their_key(tmp_path, old, new, key, fragment):
     [(file, found_key, reason)] = problems_of(dev_variant(tmp_path, old, new))
