@@ -117,76 +117,85 @@ def block_stats_rgb(const u8[:, ::1] frame, int s, int ri, int gi, int bi,
                 _stats_rgb_row(frame, gy, s, ri, gi, bi, &vsum[0, 0], &vmin[0, 0], mean, mins, luma)
 
 
-cdef void _stats_nv12_row(const u8[:, ::1] frame, int gy, int s, int height,
+cdef void _stats_nv12_row(const u8[:, ::1] frame, int gy, int s, int height, unsigned short* pair_sum,
+                          u8* pair_min, float* acc,
                           float[:, :, ::1] mean, float[:, :, ::1] mins, float[:, ::1] luma) noexcept nogil:
     # Each chroma sample covers a 2x2 luma quad, so the RGB min over the quad is the luma min
-    # plus that sample's chroma term: no per-pixel colour conversion is needed.
+    # plus that sample's chroma term: no per-pixel colour conversion is needed. The two luma rows
+    # of a quad are first folded with flat unit-stride loops (vectorised), then each chroma sample
+    # adds its quad to its block's accumulators. acc: 8 floats per block.
     cdef int width = frame.shape[1]
     cdef int gw = mean.shape[1]
     cdef int cy0 = (gy * s) // 2
     cdef int cy1 = min(cy0 + s // 2, height // 2)
-    cdef int gx, cx, cyy, cx0, cx1, ly
-    cdef float u, v, ymin, ysum, ru, gu, bu, n, sr, sg, sb, mr, mg, mb, sy, t
+    cdef int half_s = s // 2
+    cdef int cyy, x, c, gx
+    cdef const u8* y0
+    cdef const u8* y1
+    cdef const u8* uv
+    cdef float u, v, qmin, qsum, ru, gu, bu
+    cdef float* blk
+    for x in range(8 * gw):
+        acc[x] = 0.0
     for gx in range(gw):
-        cx0 = (gx * s) // 2
-        cx1 = min(cx0 + s // 2, width // 2)
-        sr = 0.0
-        sg = 0.0
-        sb = 0.0
-        sy = 0.0
-        mr = 1e9
-        mg = 1e9
-        mb = 1e9
-        n = 0.0
-        for cyy in range(cy0, cy1):
-            for cx in range(cx0, cx1):
-                u = (frame[height + cyy, 2 * cx] - 128.0) * C_SCALE
-                v = (frame[height + cyy, 2 * cx + 1] - 128.0) * C_SCALE
-                ly = 2 * cyy
-                ymin = min(min(frame[ly, 2 * cx], frame[ly, 2 * cx + 1]),
-                           min(frame[ly + 1, 2 * cx], frame[ly + 1, 2 * cx + 1]))
-                ysum = (<float>frame[ly, 2 * cx] + frame[ly, 2 * cx + 1]
-                        + frame[ly + 1, 2 * cx] + frame[ly + 1, 2 * cx + 1])
-                ru = CR_V * v
-                gu = -CG_U * u - CG_V * v
-                bu = CB_U * u
-                ymin = (ymin - 16.0) * Y_SCALE
-                ysum = (ysum - 64.0) * Y_SCALE
-                sy = sy + ysum
-                sr = sr + ysum + 4.0 * ru
-                sg = sg + ysum + 4.0 * gu
-                sb = sb + ysum + 4.0 * bu
-                t = ymin + ru
-                if t < mr:
-                    mr = t
-                t = ymin + gu
-                if t < mg:
-                    mg = t
-                t = ymin + bu
-                if t < mb:
-                    mb = t
-                n = n + 4.0
-        mean[gy, gx, 0] = _clampf(sr / n, 0.0, 255.0)
-        mean[gy, gx, 1] = _clampf(sg / n, 0.0, 255.0)
-        mean[gy, gx, 2] = _clampf(sb / n, 0.0, 255.0)
-        mins[gy, gx, 0] = _clampf(mr, 0.0, 255.0)
-        mins[gy, gx, 1] = _clampf(mg, 0.0, 255.0)
-        mins[gy, gx, 2] = _clampf(mb, 0.0, 255.0)
-        luma[gy, gx] = _clampf(sy / (255.0 * n), 0.0, 1.0)
+        acc[8 * gx + 4] = 1e9
+        acc[8 * gx + 5] = 1e9
+        acc[8 * gx + 6] = 1e9
+    for cyy in range(cy0, cy1):
+        y0 = &frame[2 * cyy, 0]
+        y1 = &frame[2 * cyy + 1, 0]
+        uv = &frame[height + cyy, 0]
+        for x in range(width):
+            pair_sum[x] = y0[x] + y1[x]
+            pair_min[x] = y0[x] if y0[x] < y1[x] else y1[x]
+        for c in range(width // 2):
+            blk = acc + 8 * (c // half_s)
+            u = (uv[2 * c] - 128.0) * C_SCALE
+            v = (uv[2 * c + 1] - 128.0) * C_SCALE
+            qmin = (min(pair_min[2 * c], pair_min[2 * c + 1]) - 16.0) * Y_SCALE
+            qsum = (pair_sum[2 * c] + pair_sum[2 * c + 1] - 64.0) * Y_SCALE
+            ru = CR_V * v
+            gu = -CG_U * u - CG_V * v
+            bu = CB_U * u
+            blk[0] = blk[0] + qsum
+            blk[1] = blk[1] + ru
+            blk[2] = blk[2] + gu
+            blk[3] = blk[3] + bu
+            blk[4] = min(blk[4], qmin + ru)
+            blk[5] = min(blk[5], qmin + gu)
+            blk[6] = min(blk[6], qmin + bu)
+            blk[7] = blk[7] + 4.0
+    for gx in range(gw):
+        blk = acc + 8 * gx
+        # sums of R, G, B over the block: luma sum plus 4x each quad's chroma term
+        mean[gy, gx, 0] = _clampf((blk[0] + 4.0 * blk[1]) / blk[7], 0.0, 255.0)
+        mean[gy, gx, 1] = _clampf((blk[0] + 4.0 * blk[2]) / blk[7], 0.0, 255.0)
+        mean[gy, gx, 2] = _clampf((blk[0] + 4.0 * blk[3]) / blk[7], 0.0, 255.0)
+        mins[gy, gx, 0] = _clampf(blk[4], 0.0, 255.0)
+        mins[gy, gx, 1] = _clampf(blk[5], 0.0, 255.0)
+        mins[gy, gx, 2] = _clampf(blk[6], 0.0, 255.0)
+        luma[gy, gx] = _clampf(blk[0] / (255.0 * blk[7]), 0.0, 1.0)
 
 
 def block_stats_nv12(const u8[:, ::1] frame, int s, int height,
-                     float[:, :, ::1] mean, float[:, :, ::1] mins, float[:, ::1] luma, int threads):
-    """NV12 twin of block_stats_rgb: the same statistics, in full-range RGB, read from Y and UV."""
-    cdef int gy
+                     float[:, :, ::1] mean, float[:, :, ::1] mins, float[:, ::1] luma,
+                     unsigned short[:, ::1] pair_sum, u8[:, ::1] pair_min, float[:, ::1] acc, int threads):
+    """NV12 twin of block_stats_rgb: the same statistics, in full-range RGB, read from Y and UV.
+
+    Scratch: `pair_sum`/`pair_min` (threads, width), `acc` (threads, 8 * grid width).
+    """
+    cdef int gy, tid
     cdef int gh = mean.shape[0]
     if threads > 1:
         for gy in prange(gh, nogil=True, schedule="static", num_threads=threads):
-            _stats_nv12_row(frame, gy, s, height, mean, mins, luma)
+            tid = threadid()
+            _stats_nv12_row(frame, gy, s, height, &pair_sum[tid, 0], &pair_min[tid, 0], &acc[tid, 0],
+                            mean, mins, luma)
     else:
         with nogil:
             for gy in range(gh):
-                _stats_nv12_row(frame, gy, s, height, mean, mins, luma)
+                _stats_nv12_row(frame, gy, s, height, &pair_sum[0, 0], &pair_min[0, 0], &acc[0, 0],
+                                mean, mins, luma)
 
 
 # ------------------------------------------------------------------ grid-level estimation
@@ -540,20 +549,23 @@ cdef inline void _span(int y, int width, float cx, float cy, float r, int* xs, i
         xe[0] = xs[0]
 
 
+cdef extern from "rgb_simd.h" nogil:
+    void orbox_recover_rgb(const u8* sp, u8* dp, int xs, int xe, const float* a0, const float* da,
+                           const float* b0, const float* db, float wy, const short* w, const short* air, float t0)
+
+
 cdef void _recover_rgb_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
                            const float[:, ::1] a, const float[:, ::1] b, CoeffCache* cache,
-                           float w0, float w1, float w2, const short* a3, short* gain3, float t0,
+                           const short* weights, const short* airlight, float t0,
                            float cx, float cy, float r, bint in_place) noexcept nogil:
-    # Two unit-stride-friendly loops. First, per pixel, the gain 1/t in Q8 fixed point, written
-    # once per channel; then one flat loop over the row's bytes, J = (I - A) * gain + A, in 16-bit
-    # lanes (rounded multiply-high), twice the lanes of float32. Channel order is memory order:
-    # the caller permutes the luma weights and the airlight row for bgr24.
+    # The pixel loop is rgb_simd.h: stride-3 bytes defeat gcc's vectoriser, so it deinterleaves
+    # 16 pixels at a time with byte shuffles. Channel order is memory order: the caller permutes
+    # the luma weights and the airlight for bgr24.
     cdef int width = src.shape[1] // 3
-    cdef int xs, xe, x, i, v
+    cdef int xs, xe
     cdef const u8* sp = &src[y, 0]
     cdef u8* dp = &dst[y, 0]
-    cdef float t, wy
-    cdef short q, d
+    cdef float wy
     _span(y, width, cx, cy, r, &xs, &xe)
     if not in_place:
         if xs > 0:
@@ -563,61 +575,39 @@ cdef void _recover_rgb_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
     if xe <= xs:
         return
     _coeff_rows(a, b, y, s, width, cache, &wy)
-    cdef const float* ca = cache.a0
-    cdef const float* cda = cache.da
-    cdef const float* cb = cache.b0
-    cdef const float* cdb = cache.db
-    for x in range(xs, xe):
-        t = (ca[x] + wy * cda[x]) * (w0 * sp[3 * x] + w1 * sp[3 * x + 1] + w2 * sp[3 * x + 2]) + (cb[x] + wy * cdb[x])
-        t = fminf(fmaxf(t, t0), 1.0)
-        q = <short>(256.0 / t + 0.5)
-        gain3[3 * x] = q
-        gain3[3 * x + 1] = q
-        gain3[3 * x + 2] = q
-    for i in range(3 * xs, 3 * xe):
-        d = <short>((sp[i] - a3[i]) * 128)
-        v = ((<int>d * gain3[i] + 0x4000) >> 15) + a3[i]
-        dp[i] = <u8>(0 if v < 0 else (255 if v > 255 else v))
+    orbox_recover_rgb(sp, dp, xs, xe, cache.a0, cache.da, cache.b0, cache.db, wy, weights, airlight, t0)
 
 
 def recover_rgb(const u8[:, ::1] src, u8[:, ::1] dst, int s, int ri, int gi, int bi,
                 const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] rows, int[::1] grid_rows,
-                short[::1] airlight_row, short[:, ::1] gains,
                 float ar, float ag, float ab, float t0, float cx, float cy, float r, bint in_place, int threads):
     """J = (I - A) / max(t, t0) + A with t = a(x) * luma(x) + b(x), for rgb24/bgr24 (A in 0..255).
 
-    Scratch: `rows` (4 * threads, width), `grid_rows` (threads,), `airlight_row` (3 * width,),
-    `gains` (threads, 3 * width).
+    Scratch: `rows` (4 * threads, width), `grid_rows` (threads,).
     """
     cdef int height = src.shape[0]
-    cdef int width = src.shape[1] // 3
-    cdef int y, tid, x
-    cdef float lw[3]
-    cdef short av[3]
+    cdef int y, tid
+    cdef short weights[3]
+    cdef short airlight[3]
     cdef CoeffCache cache
-    lw[ri] = KR / 255.0
-    lw[gi] = KG / 255.0
-    lw[bi] = KB / 255.0
-    av[ri] = <short>(ar + 0.5)
-    av[gi] = <short>(ag + 0.5)
-    av[bi] = <short>(ab + 0.5)
-    for x in range(width):
-        airlight_row[3 * x] = av[0]
-        airlight_row[3 * x + 1] = av[1]
-        airlight_row[3 * x + 2] = av[2]
+    # BT.709 luma in Q8 (54 + 183 + 19 = 256), the airlight rounded to 8-bit codes.
+    weights[ri] = 54
+    weights[gi] = 183
+    weights[bi] = 19
+    airlight[ri] = <short>(ar + 0.5)
+    airlight[gi] = <short>(ag + 0.5)
+    airlight[bi] = <short>(ab + 0.5)
     grid_rows[:] = -1
     if threads > 1:
         for y in prange(height, nogil=True, schedule="static", num_threads=threads):
             tid = threadid()
             cache = _cache_at(rows, 4 * tid, &grid_rows[tid])
-            _recover_rgb_row(src, dst, y, s, a, b, &cache, lw[0], lw[1], lw[2], &airlight_row[0], &gains[tid, 0],
-                             t0, cx, cy, r, in_place)
+            _recover_rgb_row(src, dst, y, s, a, b, &cache, weights, airlight, t0, cx, cy, r, in_place)
     else:
         cache = _cache_at(rows, 0, &grid_rows[0])
         with nogil:
             for y in range(height):
-                _recover_rgb_row(src, dst, y, s, a, b, &cache, lw[0], lw[1], lw[2], &airlight_row[0], &gains[0, 0],
-                                 t0, cx, cy, r, in_place)
+                _recover_rgb_row(src, dst, y, s, a, b, &cache, weights, airlight, t0, cx, cy, r, in_place)
 
 
 cdef void _recover_luma_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,

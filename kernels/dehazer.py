@@ -183,12 +183,13 @@ class Dehazer:
         self._grid_rows = np.zeros(self.threads, np.int32)
         if self.pixel_format == "nv12":
             self._rows = np.zeros((6 * self.threads, self.width), f32)
+            self._pair_sum = np.zeros((self.threads, self.width), np.uint16)
+            self._pair_min = np.zeros((self.threads, self.width), np.uint8)
+            self._block_acc = np.zeros((self.threads, 8 * gw), f32)
         else:
             self._rows = np.zeros((4 * self.threads, self.width), f32)
             self._vsum = np.zeros((self.threads, 3 * self.width), np.uint16)
             self._vmin = np.zeros((self.threads, 3 * self.width), np.uint8)
-            self._airlight_row = np.zeros(3 * self.width, np.int16)
-            self._gains = np.zeros((self.threads, 3 * self.width), np.int16)
 
     def _check_frame(self, array: Any, name: str) -> None:
         if not isinstance(array, np.ndarray):
@@ -209,7 +210,8 @@ class Dehazer:
         src = frame.reshape(frame.shape[0], -1)
         dst = out.reshape(out.shape[0], -1)
         if self.pixel_format == "nv12":
-            _dehaze.block_stats_nv12(src, s, self.height, self._mean, self._mins, self._luma, threads)
+            _dehaze.block_stats_nv12(src, s, self.height, self._mean, self._mins, self._luma, self._pair_sum,
+                                     self._pair_min, self._block_acc, threads)
         else:
             _dehaze.block_stats_rgb(src, s, *self._channels, self._mean, self._mins, self._luma, self._vsum,
                                     self._vmin, threads)
@@ -245,7 +247,7 @@ class Dehazer:
                                      *yuv, tune.t0, cx, cy, r, in_place, threads)
             else:
                 _dehaze.recover_rgb(src, dst, s, *self._channels, self._a, self._b, self._rows, self._grid_rows,
-                                    self._airlight_row, self._gains, *airlight, tune.t0, cx, cy, r, in_place, threads)
+                                    *airlight, tune.t0, cx, cy, r, in_place, threads)
         t_end = clock()
         self.stats = {
             "airlight": tuple(c / 255.0 for c in airlight),

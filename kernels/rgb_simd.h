@@ -1,0 +1,149 @@
+/* SIMD body of the rgb24/bgr24 recovery pass (see _dehaze.pyx, _recover_rgb_row).
+ *
+ * gcc cannot vectorise the stride-3 byte loads of packed RGB efficiently, which made that loop
+ * the most expensive part of the kernel. Here 16 pixels (48 bytes) are deinterleaved with byte
+ * shuffles, processed in 16-bit lanes and re-interleaved. The scalar function below is the exact
+ * reference: same integer luma, same float operations in the same order (no FMA contraction:
+ * setup.py passes -ffp-contract=off), same rounded multiply-high, so both paths give identical
+ * bytes and the output does not depend on which pixels take which path.
+ *
+ * J = (I - A) * g + A, with g = 1 / max(t0, min(1, t)) in Q8 and t = a * luma + b.
+ */
+#ifndef ORBOX_RGB_SIMD_H
+#define ORBOX_RGB_SIMD_H
+
+#include <stdint.h>
+
+#define ORBOX_LUMA_SCALE (1.0f / 65280.0f) /* luma weights are Q8 and sum to 256: 255 * 256 */
+
+static inline int16_t orbox_gain_q8(float a, float b, float luma16, float t0) {
+    float t = a * (luma16 * ORBOX_LUMA_SCALE) + b;
+    t = t < t0 ? t0 : (t > 1.0f ? 1.0f : t);
+    return (int16_t)(256.0f / t + 0.5f);
+}
+
+static inline uint8_t orbox_apply(uint8_t v, int16_t airlight, int16_t gain) {
+    int16_t d = (int16_t)((v - airlight) * 128);
+    int out = (((int32_t)d * gain + 0x4000) >> 15) + airlight;
+    return (uint8_t)(out < 0 ? 0 : (out > 255 ? 255 : out));
+}
+
+/* Pixels [xs, xe) of one row; coefficient rows are a0 + wy * da and b0 + wy * db.
+ * w[c] are the Q8 luma weights and air[c] the airlight, both in memory channel order. */
+static inline void orbox_recover_rgb_scalar(const uint8_t* sp, uint8_t* dp, int xs, int xe,
+                                            const float* a0, const float* da, const float* b0, const float* db,
+                                            float wy, const int16_t* w, const int16_t* air, float t0) {
+    for (int x = xs; x < xe; x++) {
+        const uint8_t* p = sp + 3 * x;
+        float luma = (float)(w[0] * p[0] + w[1] * p[1] + w[2] * p[2]);
+        int16_t g = orbox_gain_q8(a0[x] + wy * da[x], b0[x] + wy * db[x], luma, t0);
+        for (int c = 0; c < 3; c++) dp[3 * x + c] = orbox_apply(p[c], air[c], g);
+    }
+}
+
+#if defined(__SSSE3__)
+#include <tmmintrin.h>
+
+static const char DEINT_R_a[16] = {0, 3, 6, 9, 12, 15, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80};
+static const char DEINT_R_b[16] = {(char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, 2, 5, 8, 11, 14, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80};
+static const char DEINT_R_c[16] = {(char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, 1, 4, 7, 10, 13};
+static const char DEINT_G_a[16] = {1, 4, 7, 10, 13, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80};
+static const char DEINT_G_b[16] = {(char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, 0, 3, 6, 9, 12, 15, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80};
+static const char DEINT_G_c[16] = {(char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, 2, 5, 8, 11, 14};
+static const char DEINT_B_a[16] = {2, 5, 8, 11, 14, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80};
+static const char DEINT_B_b[16] = {(char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, 1, 4, 7, 10, 13, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80};
+static const char DEINT_B_c[16] = {(char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, (char)0x80, 0, 3, 6, 9, 12, 15};
+static const char INTER_R_a[16] = {0, (char)0x80, (char)0x80, 1, (char)0x80, (char)0x80, 2, (char)0x80, (char)0x80, 3, (char)0x80, (char)0x80, 4, (char)0x80, (char)0x80, 5};
+static const char INTER_R_b[16] = {(char)0x80, (char)0x80, 6, (char)0x80, (char)0x80, 7, (char)0x80, (char)0x80, 8, (char)0x80, (char)0x80, 9, (char)0x80, (char)0x80, 10, (char)0x80};
+static const char INTER_R_c[16] = {(char)0x80, 11, (char)0x80, (char)0x80, 12, (char)0x80, (char)0x80, 13, (char)0x80, (char)0x80, 14, (char)0x80, (char)0x80, 15, (char)0x80, (char)0x80};
+static const char INTER_G_a[16] = {(char)0x80, 0, (char)0x80, (char)0x80, 1, (char)0x80, (char)0x80, 2, (char)0x80, (char)0x80, 3, (char)0x80, (char)0x80, 4, (char)0x80, (char)0x80};
+static const char INTER_G_b[16] = {5, (char)0x80, (char)0x80, 6, (char)0x80, (char)0x80, 7, (char)0x80, (char)0x80, 8, (char)0x80, (char)0x80, 9, (char)0x80, (char)0x80, 10};
+static const char INTER_G_c[16] = {(char)0x80, (char)0x80, 11, (char)0x80, (char)0x80, 12, (char)0x80, (char)0x80, 13, (char)0x80, (char)0x80, 14, (char)0x80, (char)0x80, 15, (char)0x80};
+static const char INTER_B_a[16] = {(char)0x80, (char)0x80, 0, (char)0x80, (char)0x80, 1, (char)0x80, (char)0x80, 2, (char)0x80, (char)0x80, 3, (char)0x80, (char)0x80, 4, (char)0x80};
+static const char INTER_B_b[16] = {(char)0x80, 5, (char)0x80, (char)0x80, 6, (char)0x80, (char)0x80, 7, (char)0x80, (char)0x80, 8, (char)0x80, (char)0x80, 9, (char)0x80, (char)0x80};
+static const char INTER_B_c[16] = {10, (char)0x80, (char)0x80, 11, (char)0x80, (char)0x80, 12, (char)0x80, (char)0x80, 13, (char)0x80, (char)0x80, 14, (char)0x80, (char)0x80, 15};
+
+static inline __m128i orbox_load_mask(const char* m) { return _mm_loadu_si128((const __m128i*)m); }
+
+/* (v - A) * g + A for 16 bytes of one channel, g as two i16x8 (pixels 0-7, 8-15). */
+static inline __m128i orbox_apply16(__m128i v, __m128i air, __m128i g_lo, __m128i g_hi) {
+    const __m128i zero = _mm_setzero_si128();
+    __m128i lo = _mm_slli_epi16(_mm_sub_epi16(_mm_unpacklo_epi8(v, zero), air), 7);
+    __m128i hi = _mm_slli_epi16(_mm_sub_epi16(_mm_unpackhi_epi8(v, zero), air), 7);
+    lo = _mm_add_epi16(_mm_mulhrs_epi16(lo, g_lo), air);
+    hi = _mm_add_epi16(_mm_mulhrs_epi16(hi, g_hi), air);
+    return _mm_packus_epi16(lo, hi);
+}
+
+/* Gains of 4 pixels from their 16-bit luma (as i32x4). */
+static inline __m128i orbox_gain4(__m128i luma32, const float* a0, const float* da, const float* b0,
+                                  const float* db, __m128 wy, __m128 t0) {
+    __m128 a = _mm_add_ps(_mm_loadu_ps(a0), _mm_mul_ps(wy, _mm_loadu_ps(da)));
+    __m128 b = _mm_add_ps(_mm_loadu_ps(b0), _mm_mul_ps(wy, _mm_loadu_ps(db)));
+    __m128 l = _mm_mul_ps(_mm_cvtepi32_ps(luma32), _mm_set1_ps(ORBOX_LUMA_SCALE));
+    __m128 t = _mm_add_ps(_mm_mul_ps(a, l), b);
+    t = _mm_min_ps(_mm_max_ps(t, t0), _mm_set1_ps(1.0f));
+    __m128 g = _mm_add_ps(_mm_div_ps(_mm_set1_ps(256.0f), t), _mm_set1_ps(0.5f));
+    return _mm_cvttps_epi32(g);
+}
+
+static inline void orbox_recover_rgb(const uint8_t* sp, uint8_t* dp, int xs, int xe,
+                                     const float* a0, const float* da, const float* b0, const float* db,
+                                     float wy, const int16_t* w, const int16_t* air, float t0) {
+    const __m128i zero = _mm_setzero_si128();
+    const __m128 vwy = _mm_set1_ps(wy), vt0 = _mm_set1_ps(t0);
+    const __m128i w0 = _mm_set1_epi16(w[0]), w1 = _mm_set1_epi16(w[1]), w2 = _mm_set1_epi16(w[2]);
+    const __m128i air0 = _mm_set1_epi16(air[0]), air1 = _mm_set1_epi16(air[1]), air2 = _mm_set1_epi16(air[2]);
+    int x = xs;
+    for (; x + 16 <= xe; x += 16) {
+        const uint8_t* p = sp + 3 * x;
+        __m128i va = _mm_loadu_si128((const __m128i*)p);
+        __m128i vb = _mm_loadu_si128((const __m128i*)(p + 16));
+        __m128i vc = _mm_loadu_si128((const __m128i*)(p + 32));
+        __m128i c0 = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(va, orbox_load_mask(DEINT_R_a)),
+                                               _mm_shuffle_epi8(vb, orbox_load_mask(DEINT_R_b))),
+                                  _mm_shuffle_epi8(vc, orbox_load_mask(DEINT_R_c)));
+        __m128i c1 = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(va, orbox_load_mask(DEINT_G_a)),
+                                               _mm_shuffle_epi8(vb, orbox_load_mask(DEINT_G_b))),
+                                  _mm_shuffle_epi8(vc, orbox_load_mask(DEINT_G_c)));
+        __m128i c2 = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(va, orbox_load_mask(DEINT_B_a)),
+                                               _mm_shuffle_epi8(vb, orbox_load_mask(DEINT_B_b))),
+                                  _mm_shuffle_epi8(vc, orbox_load_mask(DEINT_B_c)));
+        /* 16-bit luma: sum of Q8 weights is 256, so the maximum 65280 fits an unsigned lane. */
+        __m128i l_lo = _mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(_mm_unpacklo_epi8(c0, zero), w0),
+                                                   _mm_mullo_epi16(_mm_unpacklo_epi8(c1, zero), w1)),
+                                     _mm_mullo_epi16(_mm_unpacklo_epi8(c2, zero), w2));
+        __m128i l_hi = _mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(_mm_unpackhi_epi8(c0, zero), w0),
+                                                   _mm_mullo_epi16(_mm_unpackhi_epi8(c1, zero), w1)),
+                                     _mm_mullo_epi16(_mm_unpackhi_epi8(c2, zero), w2));
+        __m128i g0 = orbox_gain4(_mm_unpacklo_epi16(l_lo, zero), a0 + x, da + x, b0 + x, db + x, vwy, vt0);
+        __m128i g1 = orbox_gain4(_mm_unpackhi_epi16(l_lo, zero), a0 + x + 4, da + x + 4, b0 + x + 4, db + x + 4,
+                                 vwy, vt0);
+        __m128i g2 = orbox_gain4(_mm_unpacklo_epi16(l_hi, zero), a0 + x + 8, da + x + 8, b0 + x + 8, db + x + 8,
+                                 vwy, vt0);
+        __m128i g3 = orbox_gain4(_mm_unpackhi_epi16(l_hi, zero), a0 + x + 12, da + x + 12, b0 + x + 12,
+                                 db + x + 12, vwy, vt0);
+        __m128i g_lo = _mm_packs_epi32(g0, g1), g_hi = _mm_packs_epi32(g2, g3);
+        __m128i o0 = orbox_apply16(c0, air0, g_lo, g_hi);
+        __m128i o1 = orbox_apply16(c1, air1, g_lo, g_hi);
+        __m128i o2 = orbox_apply16(c2, air2, g_lo, g_hi);
+        __m128i oa = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(o0, orbox_load_mask(INTER_R_a)),
+                                               _mm_shuffle_epi8(o1, orbox_load_mask(INTER_G_a))),
+                                  _mm_shuffle_epi8(o2, orbox_load_mask(INTER_B_a)));
+        __m128i ob = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(o0, orbox_load_mask(INTER_R_b)),
+                                               _mm_shuffle_epi8(o1, orbox_load_mask(INTER_G_b))),
+                                  _mm_shuffle_epi8(o2, orbox_load_mask(INTER_B_b)));
+        __m128i oc = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(o0, orbox_load_mask(INTER_R_c)),
+                                               _mm_shuffle_epi8(o1, orbox_load_mask(INTER_G_c))),
+                                  _mm_shuffle_epi8(o2, orbox_load_mask(INTER_B_c)));
+        _mm_storeu_si128((__m128i*)(dp + 3 * x), oa);
+        _mm_storeu_si128((__m128i*)(dp + 3 * x + 16), ob);
+        _mm_storeu_si128((__m128i*)(dp + 3 * x + 32), oc);
+    }
+    orbox_recover_rgb_scalar(sp, dp, x, xe, a0, da, b0, db, wy, w, air, t0);
+}
+#else
+#define orbox_recover_rgb orbox_recover_rgb_scalar
+#endif
+
+#endif
