@@ -41,8 +41,9 @@ def write_synthetic_clip(path: Path, width: int, height: int, fps: float, frames
 def _run(profile: Any, bundle: Path, workdir: Path, clip: Path, video: dict[str, Any], workers: list[str],
          warmup_s: float, seconds: float) -> dict[str, Any]:
     from appliance.config import parse_config
-    from appliance.supervisor import Supervisor
+    from appliance.supervisor import Supervisor, keep_off_video_cores
 
+    keep_off_video_cores(profile)  # as `orbox serve` does
     state = Path(tempfile.mkdtemp(dir=workdir))
     zone = state / "sys" / "thermal_zone0"
     zone.mkdir(parents=True)

@@ -48,10 +48,8 @@ def serve(profile_name: str, bundle_dir: str, config_path: str | None, video_sou
 
 
 def _run_supervisor(profile, bundle_dir: str, config) -> int:
-    import os
-
     from appliance.audit import AuditError
-    from appliance.supervisor import Supervisor
+    from appliance.supervisor import Supervisor, keep_off_video_cores
 
     try:
         supervisor = Supervisor(profile, bundle_dir, config)
@@ -65,8 +63,7 @@ def _run_supervisor(profile, bundle_dir: str, config) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    non_video = [c for c in profile.cpu.system_cores if c not in profile.cpu.video_cores] or profile.cpu.llm_cores
-    os.sched_setaffinity(0, [c for c in non_video if c in os.sched_getaffinity(0)] or os.sched_getaffinity(0))
+    keep_off_video_cores(profile)
     supervisor.start()
     click.echo(f"orbox serve: profile {profile.name}, bundle {bundle_dir}, status {config.status_path}, "
                f"audit {config.audit_path}", err=True)

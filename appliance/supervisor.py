@@ -45,6 +45,20 @@ log = logging.getLogger("orbox.supervisor")
 STATUS_EVERY_S = 0.5
 
 
+def keep_off_video_cores(profile: Any) -> list[int]:
+    """Pin the calling (supervisor) process to the system cores that are not video cores.
+
+    The HTTP server, token routing and the JPEG preview then never compete with the video worker.
+    Workers re-pin themselves to their own cores. Returns the affinity set.
+    """
+    cpu = profile.cpu
+    cores = [c for c in cpu.system_cores if c not in cpu.video_cores] or list(cpu.llm_cores)
+    online = set(range(os.cpu_count() or 1))
+    affinity = [c for c in cores if c in online] or sorted(online)
+    os.sched_setaffinity(0, affinity)
+    return affinity
+
+
 class Supervisor:
     def __init__(self, profile: Any, bundle_dir: str | os.PathLike, config: ApplianceConfig,
                  environ: dict[str, str] | None = None):
