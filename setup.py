@@ -24,7 +24,8 @@ extensions = [
         depends=["kernels/rgb_simd.h"],
         extra_compile_args=["-O3", "-fopenmp", *FAST_MATH, *MARCH],
         extra_link_args=["-fopenmp"],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("ORBOX_MARCH", '"' + (MARCH[0].removeprefix("-march=") if MARCH else "default") + '"')],
     )
 ]
 

@@ -9,6 +9,12 @@ import os
 # idle kernel threads must sleep, not burn the core the LLM or the capture thread needs.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from kernels import _dehaze  # noqa: E402
+from kernels.cpu import require_instruction_set  # noqa: E402
+
+# Refuse cleanly, before any kernel runs, on a CPU that cannot execute what we were built for.
+require_instruction_set(_dehaze.compiled_march())
+
 from kernels.dehazer import PIXEL_FORMATS, Dehazer, Tuning  # noqa: E402
 
 __all__ = ["Dehazer", "PIXEL_FORMATS", "Tuning"]

@@ -19,6 +19,14 @@ from libc.string cimport memcpy
 
 ctypedef unsigned char u8
 
+cdef extern from *:
+    const char* ORBOX_MARCH  # the -march this module was compiled for (setup.py)
+
+
+def compiled_march():
+    """The instruction-set level the kernels were compiled for, e.g. "x86-64-v3"."""
+    return ORBOX_MARCH.decode()
+
 # BT.709 luma weights and the limited-range (16..235 / 16..240) NV12 conversion.
 cdef float KR = 0.2126
 cdef float KG = 0.7152
