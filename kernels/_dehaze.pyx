@@ -618,16 +618,25 @@ def recover_rgb(const u8[:, ::1] src, u8[:, ::1] dst, int s, int ri, int gi, int
                 _recover_rgb_row(src, dst, y, s, a, b, &cache, weights, airlight, t0, cx, cy, r, in_place)
 
 
+cdef inline u8 _apply_q8(int v, int airlight, int gain) noexcept nogil:
+    # (v - A) * gain + A with gain = 1/t in Q8: the same rounded multiply-high as rgb_simd.h.
+    cdef int d = (v - airlight) * 128
+    cdef int out = ((d * gain + 0x4000) >> 15) + airlight
+    return <u8>(0 if out < 0 else (255 if out > 255 else out))
+
+
 cdef void _recover_luma_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
                             const float[:, ::1] a, const float[:, ::1] b, CoeffCache* cache,
-                            float* invrow, float ay, float t0, float cx, float cy, float r,
+                            short* gains, int ay, float t0, float cx, float cy, float r,
                             bint in_place) noexcept nogil:
-    # Luma of one NV12 row; leaves 1/t per pixel in invrow (1 outside the disc) for the chroma.
+    # Luma of one NV12 row; leaves the Q8 gain per pixel in `gains` (256 = 1 outside the disc)
+    # for the chroma row. Unit stride throughout, so gcc vectorises it.
     cdef int width = src.shape[1]
     cdef int xs, xe, x
     cdef const u8* sp = &src[y, 0]
     cdef u8* dp = &dst[y, 0]
-    cdef float t, inv, lum, wy
+    cdef float t, wy
+    cdef short q
     _span(y, width, cx, cy, r, &xs, &xe)
     xs = xs & ~1
     xe = min(width, (xe + 1) & ~1)
@@ -637,7 +646,7 @@ cdef void _recover_luma_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
         if xe < width:
             memcpy(dp + xe, sp + xe, width - xe)
     for x in range(width):
-        invrow[x] = 1.0
+        gains[x] = 256
     if xe <= xs:
         return
     _coeff_rows(a, b, y, s, width, cache, &wy)
@@ -646,56 +655,54 @@ cdef void _recover_luma_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
     cdef const float* cb = cache.b0
     cdef const float* cdb = cache.db
     for x in range(xs, xe):
-        lum = sp[x]
-        t = (ca[x] + wy * cda[x]) * ((lum - 16.0) * (1.0 / 219.0)) + (cb[x] + wy * cdb[x])
+        t = (ca[x] + wy * cda[x]) * ((sp[x] - 16.0) * (1.0 / 219.0)) + (cb[x] + wy * cdb[x])
         t = fminf(fmaxf(t, t0), 1.0)
-        inv = 1.0 / t
-        invrow[x] = inv
-        dp[x] = <u8>(fminf(fmaxf((lum - ay) * inv + ay, 0.0), 255.0) + 0.5)
+        q = <short>(256.0 / t + 0.5)
+        gains[x] = q
+        dp[x] = _apply_q8(sp[x], ay, q)
 
 
 cdef void _recover_nv12_pair(const u8[:, ::1] src, u8[:, ::1] dst, int cyrow, int height, int s,
                              const float[:, ::1] a, const float[:, ::1] b, CoeffCache* cache,
-                             float* inv0, float* inv1, float ay, float au, float av, float t0,
+                             short* g0, short* g1, int ay, int au, int av, float t0,
                              float cx, float cy, float r, bint in_place) noexcept nogil:
-    # One chroma row and the two luma rows it covers. Chroma uses the mean 1/t of its 2x2 quad,
-    # which is exact for the affine model averaged over the quad.
+    # One chroma row and the two luma rows it covers. Chroma uses the mean gain (1/t) of its 2x2
+    # quad, which is exact for the affine model averaged over the quad.
     cdef int width = src.shape[1]
     cdef int y = height + cyrow
-    cdef int c
-    cdef float inv, cu
+    cdef int c, q
     cdef const u8* sp = &src[y, 0]
     cdef u8* dp = &dst[y, 0]
-    _recover_luma_row(src, dst, 2 * cyrow, s, a, b, cache, inv0, ay, t0, cx, cy, r, in_place)
-    _recover_luma_row(src, dst, 2 * cyrow + 1, s, a, b, cache, inv1, ay, t0, cx, cy, r, in_place)
+    _recover_luma_row(src, dst, 2 * cyrow, s, a, b, cache, g0, ay, t0, cx, cy, r, in_place)
+    _recover_luma_row(src, dst, 2 * cyrow + 1, s, a, b, cache, g1, ay, t0, cx, cy, r, in_place)
     for c in range(width // 2):
-        inv = 0.25 * (inv0[2 * c] + inv0[2 * c + 1] + inv1[2 * c] + inv1[2 * c + 1])
-        cu = sp[2 * c]
-        dp[2 * c] = <u8>(fminf(fmaxf((cu - au) * inv + au, 0.0), 255.0) + 0.5)
-        cu = sp[2 * c + 1]
-        dp[2 * c + 1] = <u8>(fminf(fmaxf((cu - av) * inv + av, 0.0), 255.0) + 0.5)
+        q = (g0[2 * c] + g0[2 * c + 1] + g1[2 * c] + g1[2 * c + 1] + 2) >> 2
+        dp[2 * c] = _apply_q8(sp[2 * c], au, q)
+        dp[2 * c + 1] = _apply_q8(sp[2 * c + 1], av, q)
 
 
 def recover_nv12(const u8[:, ::1] src, u8[:, ::1] dst, int height, int s,
                  const float[:, ::1] a, const float[:, ::1] b, float[:, ::1] rows, int[::1] grid_rows,
-                 float ay, float au, float av, float t0, float cx, float cy, float r, bint in_place, int threads):
+                 short[:, ::1] gains, float ay, float au, float av, float t0, float cx, float cy, float r,
+                 bint in_place, int threads):
     """NV12 twin of recover_rgb: the affine model applied to Y and UV directly (A in limited-range YUV).
 
-    `rows` is a (6 * threads, width) scratch and `grid_rows` a (threads,) one.
+    Scratch: `rows` (4 * threads, width), `grid_rows` (threads,), `gains` (2 * threads, width).
     """
     cdef int pairs = height // 2
     cdef int j, tid
+    cdef int iy = <int>(ay + 0.5), iu = <int>(au + 0.5), iv = <int>(av + 0.5)
     cdef CoeffCache cache
     grid_rows[:] = -1
     if threads > 1:
         for j in prange(pairs, nogil=True, schedule="static", num_threads=threads):
             tid = threadid()
-            cache = _cache_at(rows, 6 * tid, &grid_rows[tid])
-            _recover_nv12_pair(src, dst, j, height, s, a, b, &cache, &rows[6 * tid + 4, 0], &rows[6 * tid + 5, 0],
-                               ay, au, av, t0, cx, cy, r, in_place)
+            cache = _cache_at(rows, 4 * tid, &grid_rows[tid])
+            _recover_nv12_pair(src, dst, j, height, s, a, b, &cache, &gains[2 * tid, 0], &gains[2 * tid + 1, 0],
+                               iy, iu, iv, t0, cx, cy, r, in_place)
     else:
         cache = _cache_at(rows, 0, &grid_rows[0])
         with nogil:
             for j in range(pairs):
-                _recover_nv12_pair(src, dst, j, height, s, a, b, &cache, &rows[4, 0], &rows[5, 0],
-                                   ay, au, av, t0, cx, cy, r, in_place)
+                _recover_nv12_pair(src, dst, j, height, s, a, b, &cache, &gains[0, 0], &gains[1, 0],
+                                   iy, iu, iv, t0, cx, cy, r, in_place)

@@ -181,13 +181,13 @@ class Dehazer:
         self._acc = np.zeros(gw, f32)
         self._hist = np.zeros(256, np.int64)
         self._grid_rows = np.zeros(self.threads, np.int32)
+        self._rows = np.zeros((4 * self.threads, self.width), f32)
         if self.pixel_format == "nv12":
-            self._rows = np.zeros((6 * self.threads, self.width), f32)
+            self._gains = np.zeros((2 * self.threads, self.width), np.int16)
             self._pair_sum = np.zeros((self.threads, self.width), np.uint16)
             self._pair_min = np.zeros((self.threads, self.width), np.uint8)
             self._block_acc = np.zeros((self.threads, 8 * gw), f32)
         else:
-            self._rows = np.zeros((4 * self.threads, self.width), f32)
             self._vsum = np.zeros((self.threads, 3 * self.width), np.uint16)
             self._vmin = np.zeros((self.threads, 3 * self.width), np.uint8)
 
@@ -244,7 +244,7 @@ class Dehazer:
             if self.pixel_format == "nv12":
                 yuv = rgb_airlight_to_yuv(airlight)
                 _dehaze.recover_nv12(src, dst, self.height, s, self._a, self._b, self._rows, self._grid_rows,
-                                     *yuv, tune.t0, cx, cy, r, in_place, threads)
+                                     self._gains, *yuv, tune.t0, cx, cy, r, in_place, threads)
             else:
                 _dehaze.recover_rgb(src, dst, s, *self._channels, self._a, self._b, self._rows, self._grid_rows,
                                     *airlight, tune.t0, cx, cy, r, in_place, threads)
