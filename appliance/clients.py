@@ -226,6 +226,9 @@ class VideoClient:
         self._cache: tuple[float, int, bytes] | None = None
         self._lock = threading.Lock()
 
+    def attach_ring(self, ring: FrameRing) -> None:
+        self._ring = ring
+
     def stats(self) -> dict[str, Any]:
         beat = self._handle.heartbeat
         return {"frames": beat.get("progress", 0), "dropped": beat.get("dropped", 0),

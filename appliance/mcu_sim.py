@@ -44,11 +44,15 @@ class McuSimulator:
         self.resets = 0
         self.last_feed: float | None = None
         self._decoder = FrameDecoder()
-        self._events = open(events_file, "a", buffering=1) if events_file else None  # noqa: SIM115
+        self._events = open(events_file, "a", buffering=1) if events_file else None
 
     def event(self, name: str, **fields: Any) -> None:
         if self._events:
             self._events.write(json.dumps({"t": time.time(), "event": name, **fields}) + "\n")
+
+    def close(self) -> None:
+        if self._events:
+            self._events.close()
 
     def handle_bytes(self, data: bytes) -> bytes:
         """Decode what the host sent and return the reply bytes."""
@@ -144,6 +148,7 @@ def serve_pty(sim: McuSimulator, link: Path | None, on_ready=print) -> None:
             sim.tick(time.monotonic())
     finally:
         sim.event("stop")
+        sim.close()
         if link is not None:
             link.unlink(missing_ok=True)
         os.close(master)

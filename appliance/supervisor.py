@@ -169,7 +169,7 @@ class Supervisor:
             fmt = self.video_format
             self.ring = FrameRing.create(self.ring_path, frame_shape(fmt.width, fmt.height, fmt.pixel_format),
                                          self.config.video.ring_slots)
-            self.video._ring = self.ring
+            self.video.attach_ring(self.ring)
         if self.mcu is not None:
             try:
                 cause, resets = self.mcu.reset_cause()

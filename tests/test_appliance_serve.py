@@ -59,6 +59,9 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, 
         assert any(m.startswith("STATUS=") and "video=ready" in m for m in messages)
         pids = [w["pid"] for w in status["workers"] if w["pid"]]
         assert len(pids) == 2 and all(pid_alive(pid) for pid in pids)
+        affinity = {w["name"]: os.sched_getaffinity(w["pid"]) for w in status["workers"] if w["pid"]}
+        assert affinity == {"video": {0}, "llm": {1}}  # the dev profile: video alone on core 0
+        assert os.sched_getaffinity(serve.pid) == {1}  # the supervisor stays off the video core
         began = time.monotonic()
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=10) == 0
@@ -73,8 +76,13 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, 
     assert not any(Path("/dev/shm").glob(f"orbox-video-{serve.pid}"))
     audit = tmp_path / "state" / "audit.jsonl"
     assert verify_log(audit)[1] == []
-    events = [e["event"] for e in audit_events(audit)]
+    records = audit_events(audit)
+    events = [e["event"] for e in records]
     assert events[0] == "supervisor.start" and events[-1] == "supervisor.stop"
+    lifecycle = [(e["event"], e["fields"]["worker"]) for e in records
+                 if e["event"] in ("worker.start", "worker.ready", "worker.failed")]
+    assert lifecycle[:6] == [("worker.start", "video"), ("worker.ready", "video"), ("worker.start", "encoder"),
+                             ("worker.failed", "encoder"), ("worker.start", "llm"), ("worker.ready", "llm")]
     assert events.count("worker.stop") == 2 and "watchdog.feeding" in events
 
 
