@@ -26,7 +26,7 @@ def _value(samples: list, name: str, **labels: str) -> float:
     return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
-def test_metrics_parse_and_cover_traffic_queue_workers_thermal_and_video(api_server: Server) -> None:
+def test_metrics_parse_and_cover_traffic_queue_workers_thermal_and_video(api_server: Server) -> None:  # noqa: F811
     before = _metrics(api_server)
     with api_server.client() as client:
         for _ in range(3):
@@ -54,7 +54,7 @@ def test_metrics_parse_and_cover_traffic_queue_workers_thermal_and_video(api_ser
     assert {s.labels["where"] for s in after["orbox_dehaze_dropped_frames"]} == {"capture", "sink"}
 
 
-def test_every_request_is_audited_without_patient_text(api_server: Server) -> None:
+def test_every_request_is_audited_without_patient_text(api_server: Server) -> None:  # noqa: F811
     with api_server.client() as client:
         ok = client.post("/v1/chat/completions", json={"model": LLM_MODEL, "max_tokens": 4,
                                                        "messages": [{"role": "user", "content": SECRET}]})
@@ -78,7 +78,7 @@ def test_every_request_is_audited_without_patient_text(api_server: Server) -> No
     assert verify_log(api_server.audit_path)[1] == []
 
 
-def test_health_ready_status_and_models_need_a_key_but_live_and_status_page_do_not(api_server: Server) -> None:
+def test_health_ready_status_and_models_need_a_key_but_live_and_status_page_do_not(api_server: Server) -> None:  # noqa: F811
     assert httpx.get(api_server.url + "/health/live").json() == {"status": "live"}
     assert httpx.get(api_server.url + "/status").status_code == 200
     assert httpx.get(api_server.url + "/status/summary").json()["ready"] is True
@@ -93,7 +93,7 @@ def test_health_ready_status_and_models_need_a_key_but_live_and_status_page_do_n
     assert status["profile"] == "dev" and status["thermal"]["band"] is None
 
 
-def test_thermal_pause_answers_503_with_retry_after_and_recovers(api_server: Server) -> None:
+def test_thermal_pause_answers_503_with_retry_after_and_recovers(api_server: Server) -> None:  # noqa: F811
     body = {"model": LLM_MODEL, "prompt": "x", "max_tokens": 2}
     try:
         api_server.set_temperature(92.0)  # the dev profile's very-hot band pauses LLM admission
@@ -110,7 +110,7 @@ def test_thermal_pause_answers_503_with_retry_after_and_recovers(api_server: Ser
         wait_for(lambda: client.post("/v1/completions", json=body).status_code == 200, 20, "admission to resume")
 
 
-def test_deadline_and_client_disconnect_cancel_generation(api_server: Server) -> None:
+def test_deadline_and_client_disconnect_cancel_generation(api_server: Server) -> None:  # noqa: F811
     with api_server.client() as client:
         late = client.post("/v1/completions", json={"model": LLM_MODEL, "prompt": "Long", "max_tokens": 1500},
                            headers={"X-Orbox-Deadline": "0.05"})
