@@ -25,7 +25,7 @@ TIE_MARGIN = 0.01
 
 @dataclass(frozen=True)
 class GateThresholds:
-    min_cosine: float = 0.99
+    min_cosine: float = 0.995
     mean_cosine: float = 0.995
     top5_agreement: float = 1.0
     top1_agreement: float = 1.0

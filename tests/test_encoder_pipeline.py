@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from encoder_data.fixtures import profile_toml, tiny_bert, tiny_reranker  # noqa: F401 - fixtures
 
 from appliance.encoder_runtime import EncoderRuntimeError, load_encoder
-from encoder_data.fixtures import profile_toml, tiny_bert, tiny_reranker  # noqa: F401 - fixtures
 from hw_profiles import load_profile
 from orbox.cli import cli
 from quantize.manifest import generate_keypair, load_manifest, verify_bundle
@@ -31,7 +31,7 @@ def keys(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_bert, tiny_reranker, keys, tmp_path_factory):
+def bundle(tiny_bert, tiny_reranker, keys, tmp_path_factory):  # noqa: F811
     """One signed bundle holding both roles, as the box receives it."""
     out = tmp_path_factory.mktemp("bundle") / "b"
     first = quantize(tiny_bert, out, *NO_LATENCY_GATE)
@@ -91,7 +91,7 @@ def test_loader_refuses_a_bundle_for_another_profile(bundle):
         load_encoder(bundle, load_profile("mini-avx2"))
 
 
-def test_latency_gate_failure_falls_back_to_fp32_and_says_why(tiny_bert, tmp_path):
+def test_latency_gate_failure_falls_back_to_fp32_and_says_why(tiny_bert, tmp_path):  # noqa: F811
     result = quantize(tiny_bert, tmp_path / "b", "--min-speedup", "1000")
     assert result.exit_code == 0, result.output
     section = load_manifest(tmp_path / "b")["sections"]["encoder"]["embedding"]
@@ -103,7 +103,7 @@ def test_latency_gate_failure_falls_back_to_fp32_and_says_why(tiny_bert, tmp_pat
     assert load_encoder(tmp_path / "b").embed(["x"]).shape == (1, 64)
 
 
-def test_failed_gates_without_fp32_fallback_publish_nothing(tiny_bert, tmp_path):
+def test_failed_gates_without_fp32_fallback_publish_nothing(tiny_bert, tmp_path):  # noqa: F811
     out = tmp_path / "b"
     result = quantize(tiny_bert, out, "--min-speedup", "1000", "--no-fp32-fallback")
     assert result.exit_code != 0
@@ -111,7 +111,7 @@ def test_failed_gates_without_fp32_fallback_publish_nothing(tiny_bert, tmp_path)
     assert list(out.iterdir()) == []
 
 
-def test_failed_rebuild_keeps_the_previous_bundle(bundle, tiny_bert, tmp_path):
+def test_failed_rebuild_keeps_the_previous_bundle(bundle, tiny_bert, tmp_path):  # noqa: F811
     import shutil
 
     copy = tmp_path / "copy"
@@ -123,7 +123,7 @@ def test_failed_rebuild_keeps_the_previous_bundle(bundle, tiny_bert, tmp_path):
     assert verify_bundle(copy) == []
 
 
-def test_identical_inputs_give_identical_artifacts(tiny_bert, tmp_path, monkeypatch):
+def test_identical_inputs_give_identical_artifacts(tiny_bert, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     digests = []
     for name in ("a", "b"):
@@ -133,7 +133,7 @@ def test_identical_inputs_give_identical_artifacts(tiny_bert, tmp_path, monkeypa
     assert digests[0] == digests[1]
 
 
-def test_openvino_profile_builds_static_qdq_and_nncf_ir(tiny_bert, tmp_path):
+def test_openvino_profile_builds_static_qdq_and_nncf_ir(tiny_bert, tmp_path):  # noqa: F811
     profile = profile_toml(tmp_path, "core-ultra-npu", openvino_device="CPU")  # no NPU on the build machine
     calibration = tmp_path / "calibration.jsonl"
     calibration.write_text("\n".join(json.dumps({"text": f"术后第{i}天 patient day {i}"}) for i in range(8)) + "\n")

@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
+from encoder_data.fixtures import minilm, tiny_bert  # noqa: F401 - fixtures
 
 from appliance.encoder_runtime import Encoder, EncoderRuntimeError, load_encoder
-from encoder_data.fixtures import minilm, tiny_bert  # noqa: F401 - fixtures
 from quantize.encoder_evalset import GATE_SENTENCES
 from quantize.encoder_export import export_onnx, load_hf_tokenizer, write_runtime_files
 from quantize.encoder_source import inspect_encoder
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.xdist_group("encoder_minilm")
 
 
 @pytest.fixture(scope="module")
-def minilm_fp32(minilm, tmp_path_factory):
+def minilm_fp32(minilm, tmp_path_factory):  # noqa: F811
     """The real MiniLM exported to FP32 ONNX with the runtime files, as the build writes them."""
     root = tmp_path_factory.mktemp("minilm-fp32")
     source = inspect_encoder(minilm)
@@ -30,7 +30,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def test_minilm_fp32_matches_sentence_transformers(minilm, minilm_fp32):
+def test_minilm_fp32_matches_sentence_transformers(minilm, minilm_fp32):  # noqa: F811
     from sentence_transformers import SentenceTransformer
 
     role_dir, onnx_path = minilm_fp32
@@ -45,7 +45,7 @@ def test_minilm_fp32_matches_sentence_transformers(minilm, minilm_fp32):
     assert encoder.dim == 384 and encoder.max_seq_length == 256
 
 
-def test_tiny_bert_matches_sentence_transformers(tiny_bert, tmp_path):
+def test_tiny_bert_matches_sentence_transformers(tiny_bert, tmp_path):  # noqa: F811
     from sentence_transformers import SentenceTransformer
 
     source = inspect_encoder(tiny_bert)
