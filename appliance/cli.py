@@ -143,4 +143,10 @@ def mcu_sim(link: str | None, timeout_s: float, temps: str, temps_file: str | No
     serve_pty(simulator, Path(link) if link else None, on_ready=lambda line: click.echo(line, err=True))
 
 
-from appliance.api.keys_cli import api_keys as api_keys  # noqa: E402 - `orbox api-keys`, next to the API
+def __getattr__(name: str):
+    """`orbox api-keys` lives next to the HTTP layer; import it (and FastAPI) only when it is used."""
+    if name == "api_keys":
+        from appliance.api.keys_cli import api_keys
+
+        return api_keys
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
