@@ -22,14 +22,17 @@ from appliance.thermal import ThermalSensors
 
 
 def test_ramp_sheds_llm_load_in_order_with_hysteresis_and_video_last(tiny_bundle: Path,  # noqa: F811
-                                                                     tmp_path: Path) -> None:
+                                                                     tmp_path: Path,
+                                                                     request: pytest.FixtureRequest) -> None:
     sysfs = tmp_path / "sys"
     write_zone(sysfs, 40.0)
     fan = sysfs / "cooling_device0"
     fan.mkdir()
     (fan / "max_state").write_text("10\n")
     (fan / "cur_state").write_text("0\n")
-    config = site_config(tmp_path)
+    sim = McuSim(tmp_path, temps=[30.0])  # the board MCU: a cool sensor, and the fan it drives
+    request.addfinalizer(sim.stop)
+    config = site_config(tmp_path, watchdog={"serial_port": str(sim.link)})
     with running_supervisor(tiny_bundle, config) as supervisor:
         video_pid = worker(supervisor.status(), "video")["pid"]
         frames_seen = [0]
@@ -72,6 +75,7 @@ def test_ramp_sheds_llm_load_in_order_with_hysteresis_and_video_last(tiny_bundle
         step(101, "critical_shutdown")
         wait_for(supervisor.shutdown_requested.is_set, 2, "a controlled shutdown request")
         assert supervisor.shutdown_reason.startswith("thermal: hottest sensor 101.0 C >= critical 100.0 C")
+    assert [e["duty"] for e in sim.events("set_fan")] == [100, 30, 100, 30, 100, 30, 100]
     events = audit_events(tmp_path / "state" / "audit.jsonl")
     transitions = [(e["fields"]["from_band"], e["fields"]["to_band"]) for e in events
                    if e["event"] == "thermal.transition"]
