@@ -9,7 +9,10 @@ is refused and reported in the ready info; the worker serves the roles that pass
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from appliance.bundle import read_manifest
 from appliance.worker_process import WorkerFailure, WorkerRuntime
@@ -39,7 +42,8 @@ class EncoderWorker(WorkerRuntime):
                 refused[role] = str(exc)
         if not self.encoders:
             raise WorkerFailure("; ".join(f"{role}: {reason}" for role, reason in refused.items()))
-        self.done = 0
+        self.done = 0  # batches computed: the progress counter
+        self._batch_size = int(getattr(runtime, "BATCH_SIZE", 16))
         self.send({"type": "ready", "info": {
             "roles": {role: {"model_id": enc.model_id, "sha256": enc.sha256, "dim": enc.dim,
                              "backend": enc.backend_name} for role, enc in self.encoders.items()},
@@ -62,11 +66,23 @@ class EncoderWorker(WorkerRuntime):
         self.heartbeat(self.done, 1, force=True)  # announce the work, so a hang inside is seen as a stall
         try:
             if op == "embed":
-                result = {"embeddings": encoder.embed(list(message["texts"]))}
+                result = {"embeddings": self._in_batches(encoder.embed, list(message["texts"]))}
             else:
-                result = {"scores": encoder.rerank(str(message["query"]), list(message["documents"]))}
+                query = str(message["query"])
+                result = {"scores": self._in_batches(lambda docs: encoder.rerank(query, docs),
+                                                     list(message["documents"]))}
         except Exception as exc:  # noqa: BLE001 - report any inference failure to the caller, keep serving
             self.send({"type": "error", "id": request_id, "code": "inference_failed", "message": str(exc)})
             return
-        self.done += 1
         self.send({"type": "result", "id": request_id, **result})
+
+    def _in_batches(self, run: Callable[[list[str]], np.ndarray], items: list[str]) -> np.ndarray:
+        """Run the loader's own batches one by one, heartbeating progress after each, so a long request
+        is not mistaken for a hang (same batch boundaries as the loader: identical INT8 numbers)."""
+        size = self._batch_size
+        parts = []
+        for start in range(0, len(items), size):
+            parts.append(run(items[start:start + size]))
+            self.done += 1
+            self.heartbeat(self.done, 1)
+        return np.concatenate(parts) if parts else run([])

@@ -34,6 +34,10 @@ def test_embeddings_match_the_loader_and_survive_a_worker_kill(encoder_bundle: P
         assert entry["state"] == "ready" and entry["info"]["roles"]["embedding"]["dim"] == expected.shape[1]
         vectors = supervisor.encoder.embed(TEXTS)
         assert vectors.shape == expected.shape and np.allclose(vectors, expected, atol=1e-6)
+        many = [f"{text} ({index})" for index in range(14) for text in TEXTS]  # 42 texts: 3 batches
+        assert np.allclose(supervisor.encoder.embed(many), loader.embed(many), atol=1e-6)
+        wait_for(lambda: worker(supervisor.status(), "encoder")["last_progress"].get("progress") == 4, 2,
+                 "progress counted per batch (1 + 3)")
         assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
         with pytest.raises(GenerationError, match="no reranker model is loaded"):
             supervisor.encoder.rerank("query", ["doc"])
