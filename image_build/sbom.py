@@ -8,9 +8,7 @@ and timestamp derive from the spec, so two builds give the same bytes.
 
 from __future__ import annotations
 
-import email.parser
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from packageurl import PackageURL
 from image_build.errors import ImageError
 from image_build.layer import MODEL_DIR, WHEEL_DIR
 from image_build.tree import StagedTree
+from image_build.wheels import read_wheel_metadata
 from orbox import __version__ as orbox_version
 from orbox.artifacts import file_digest
 from quantize.manifest import canonical_json
@@ -80,11 +79,7 @@ def _hashes(path: Path) -> list[dict[str, str]]:
 def _wheel_components(tree: StagedTree) -> list[dict[str, Any]]:
     components = []
     for wheel in sorted(tree.path(WHEEL_DIR).glob("*.whl")):
-        with zipfile.ZipFile(wheel) as archive:
-            name = next(
-                n for n in archive.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")
-            )
-            metadata = email.parser.Parser().parsestr(archive.read(name).decode("utf-8"), headersonly=True)
+        metadata = read_wheel_metadata(wheel)
         component = {
             "type": "library",
             "bom-ref": f"pypi:{metadata['Name'].lower()}@{metadata['Version']}",

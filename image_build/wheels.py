@@ -23,7 +23,6 @@ class PinnedWheel:
     version: str
     sha256: str
     size: int
-    license: str | None
 
     @property
     def filename(self) -> str:
@@ -53,18 +52,18 @@ def _pin(pin: WheelPin) -> PinnedWheel:
     digest = file_digest(path)
     if pin.sha256 is not None and pin.sha256 != digest.sha256:
         raise ImageError(f"payload wheel {path}: sha256 {digest.sha256}, spec pins {pin.sha256}")
-    metadata = _read_metadata(path)
+    metadata = read_wheel_metadata(path)
     return PinnedWheel(
         path=path,
         name=metadata["Name"],
         version=metadata["Version"],
         sha256=digest.sha256,
         size=digest.size,
-        license=metadata.get("License-Expression") or metadata.get("License"),
     )
 
 
-def _read_metadata(path: Path) -> email.message.Message:
+def read_wheel_metadata(path: Path) -> email.message.Message:
+    """The wheel's own METADATA (name, version, license): the file name alone can be renamed."""
     try:
         with zipfile.ZipFile(path) as archive:
             candidates = [
