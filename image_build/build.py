@@ -24,8 +24,8 @@ from image_build.errors import ImageError
 from image_build.filesystem import make_ext4, make_squashfs, tree_size
 from image_build.layer import ReleaseInfo, stage_orbox_layer
 from image_build.sbom import build_sbom, validate_sbom
-from image_build.slots import STATE_SCHEMA
-from image_build.spec import ImageSpec, resolve_source_date_epoch
+from image_build.slots import factory_state
+from image_build.spec import ImageSpec, profile_arch, resolve_source_date_epoch
 from image_build.tools import require_tool
 from image_build.tree import StagedTree, extract_base
 from image_build.update_bundle import PayloadFile, write_update_bundle
@@ -69,7 +69,7 @@ def build_image(
         require_tool(tool)
     epoch = resolve_source_date_epoch(spec, repo_dir)
     timestamp = dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    arch = _profile_arch(spec.profile)
+    arch = profile_arch(spec.profile)
     bundle_manifest = _checked_bundle(spec)
     wheels = pin_wheels(spec.wheels)
     key = _load_key(key_path)
@@ -179,15 +179,6 @@ def build_image(
     return BuildResult(out_dir, outputs, record)
 
 
-def _profile_arch(profile_name: str) -> str:
-    from hw_profiles import ProfileError, load_profile
-
-    try:
-        return load_profile(profile_name).cpu.arch
-    except ProfileError as exc:
-        raise ImageError(f"profile {profile_name!r}: {exc}") from exc
-
-
 def _checked_bundle(spec: ImageSpec) -> dict[str, Any]:
     try:
         problems = verify_bundle(spec.bundle)
@@ -235,18 +226,7 @@ def _make_data_partition(
     """The data partition: the bootloader state of a freshly flashed box (slot A good and primary)."""
     tree = StagedTree(work / "data-root")
     tree.root.mkdir()
-    state = {
-        "schema": STATE_SCHEMA,
-        "profile": spec.profile,
-        "slot_size": slot_size,
-        "max_attempts": 3,
-        "primary": "a",
-        "booted": None,
-        "slots": {
-            "a": {"state": "good", "version": spec.version, **file_digest(rootfs).as_dict()},
-            "b": {"state": "empty"},
-        },
-    }
+    state = factory_state(spec.profile, spec.version, file_digest(rootfs), slot_size, 3, booted=None)
     tree.add_bytes("/orbox/bootstate.json", canonical_json(state))
     data_image = parts / "data.ext4"
     data_dir = work / "data-fs"

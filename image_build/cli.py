@@ -14,16 +14,22 @@ from image_build.errors import ImageError
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _DIR = click.Path(file_okay=False, path_type=Path)
+# Inputs must exist: click then names the option and the path instead of a traceback from open().
+_INPUT_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+_INPUT_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Expected failures become one line and exit 1, never a traceback."""
+    """Expected failures become one line and exit 1, never a traceback.
+
+    OSError is expected too: a full disk or an unwritable --out/--target names its file in str(exc).
+    """
     from quantize.manifest import BundleError
 
     try:
         yield
-    except (ImageError, BundleError) as exc:
+    except (ImageError, BundleError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -42,15 +48,15 @@ def image() -> None:
 @click.option("--profile", help="Hardware profile name (see `orbox profile list`).")
 @click.option("--bundle", "bundle", type=_DIR, help="Artifact bundle directory (manifest.json).")
 @click.option("--out", "out_dir", type=_DIR, required=True, help="Output directory.")
-@click.option("--base", type=_FILE, help="OS base rootfs tarball; default: the busybox-static demo base.")
+@click.option("--base", type=_INPUT_FILE, help="OS base rootfs tarball; default: the busybox-static demo base.")
 @click.option(
-    "--key", type=_FILE, help="ed25519 signing key from `orbox keygen`; without it no update bundle."
+    "--key", type=_INPUT_FILE, help="ed25519 signing key from `orbox keygen`; without it no update bundle."
 )
 @click.option("--version", "version", help="Image version (PEP 440).")
 @click.option("--min-version", help="Oldest installed version this update may be applied to.")
-@click.option("--spec", "spec_path", type=_FILE, help="TOML spec; options given here override it.")
-@click.option("--wheel", "wheels", type=_FILE, multiple=True, help="Payload wheel (repeatable).")
-@click.option("--wheelhouse", type=_DIR, help="Directory whose *.whl files join the payload.")
+@click.option("--spec", "spec_path", type=_INPUT_FILE, help="TOML spec; options given here override it.")
+@click.option("--wheel", "wheels", type=_INPUT_FILE, multiple=True, help="Payload wheel (repeatable).")
+@click.option("--wheelhouse", type=_INPUT_DIR, help="Directory whose *.whl files join the payload.")
 @click.option(
     "--rootfs", "rootfs_type", type=click.Choice(["ext4", "squashfs"]), help="Root filesystem type."
 )
@@ -103,9 +109,9 @@ def _advance(bar: Any) -> Callable[[str], None]:
 
 
 @image.command("verify")
-@click.argument("bundle", type=_FILE)
+@click.argument("bundle", type=_INPUT_FILE)
 @click.option(
-    "--pubkey", type=_FILE, required=True, help="ed25519 public key (PEM) the bundle must be signed by."
+    "--pubkey", type=_INPUT_FILE, required=True, help="ed25519 public key (PEM) the bundle must be signed by."
 )
 def verify(bundle: Path, pubkey: Path) -> None:
     """Check an update bundle's envelope, signature, schema and every payload hash."""
@@ -135,8 +141,8 @@ def verify(bundle: Path, pubkey: Path) -> None:
 @click.argument("target", type=_DIR)
 @click.option("--profile", required=True, help="The box's hardware profile.")
 @click.option("--version", "version", required=True, help="Version of the factory image in slot A.")
-@click.option("--image", "image_path", type=_FILE, required=True, help="Root filesystem image for slot A.")
-@click.option("--pubkey", type=_FILE, required=True, help="Update signing public key the box trusts.")
+@click.option("--image", "image_path", type=_INPUT_FILE, required=True, help="Root filesystem image for slot A.")
+@click.option("--pubkey", type=_INPUT_FILE, required=True, help="Update signing public key the box trusts.")
 @click.option("--slot-size-mb", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option(
     "--max-attempts",
@@ -173,9 +179,9 @@ def init_target(
 
 
 @image.command("install")
-@click.argument("bundle", type=_FILE)
+@click.argument("bundle", type=_INPUT_FILE)
 @click.option("--target", type=_DIR, required=True, help="Slot layout directory (see init-target).")
-@click.option("--pubkey", type=_FILE, help="Trusted public key; default TARGET/update.pub.")
+@click.option("--pubkey", type=_INPUT_FILE, help="Trusted public key; default TARGET/update.pub.")
 @click.option("--force", is_flag=True, help="Allow a downgrade or a reinstall of the same version.")
 def install(bundle: Path, target: Path, pubkey: Path | None, force: bool) -> None:
     """Check everything, then write the inactive slot and make it primary (pending until mark-good)."""
@@ -228,7 +234,7 @@ def demo_base(out: Path, epoch: int) -> None:
 
 
 @image.command("boot-test")
-@click.argument("disk", type=_FILE)
+@click.argument("disk", type=_INPUT_FILE)
 @click.option(
     "--rootfs", "rootfs_type", type=click.Choice(["ext4", "squashfs"]), default="ext4", show_default=True
 )

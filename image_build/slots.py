@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from packaging.version import Version
 
 from image_build.errors import ImageError
+from image_build.spec import pep440, profile_arch
 from image_build.update_bundle import BundleRejected, open_update_bundle
-from orbox.artifacts import file_digest
+from orbox.artifacts import FileDigest, file_digest
 from orbox.atomic import atomic_write_bytes
 from quantize.manifest import canonical_json
 
@@ -50,23 +51,38 @@ def init_target(
     """Factory state: slot A holds `image` and is good and primary, slot B is empty."""
     if (target / STATE_NAME).exists():
         raise ImageError(f"{target / STATE_NAME}: already exists; refusing to re-initialise a slot layout")
-    digest = file_digest(image)
+    try:
+        pep440(version)
+    except ValueError as exc:
+        raise ImageError(f"version: {exc}") from exc
+    profile_arch(profile)  # an unknown profile would refuse every update later
+    try:
+        digest = file_digest(image)
+    except OSError as exc:
+        raise ImageError(f"{image}: cannot read the slot image ({exc.strerror})") from exc
     if digest.size > slot_size:
         raise ImageError(f"{image}: {digest.size} bytes does not fit a {slot_size}-byte slot")
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(slot_path(target, "a"), image.read_bytes())
     atomic_write_bytes(slot_path(target, "b"), b"")
-    state = {
+    state = factory_state(profile, version, digest, slot_size, max_attempts, booted="a")
+    save_state(target, state)
+    return state
+
+
+def factory_state(
+    profile: str, version: str, digest: FileDigest, slot_size: int, max_attempts: int, booted: str | None
+) -> dict[str, Any]:
+    """Bootloader state of a freshly flashed box: slot A good and primary, slot B empty."""
+    return {
         "schema": STATE_SCHEMA,
         "profile": profile,
         "slot_size": slot_size,
         "max_attempts": max_attempts,
         "primary": "a",
-        "booted": "a",
+        "booted": booted,
         "slots": {"a": {"state": "good", "version": version, **digest.as_dict()}, "b": {"state": "empty"}},
     }
-    save_state(target, state)
-    return state
 
 
 def load_state(target: Path) -> dict[str, Any]:
@@ -86,15 +102,32 @@ def load_state(target: Path) -> dict[str, Any]:
 
 
 def _state_problems(state: Any) -> str:
+    """What is wrong with a bootstate document ("" if nothing); install and boot index it unchecked."""
     if not isinstance(state, dict) or state.get("schema") != STATE_SCHEMA:
         return f"field 'schema' must be {STATE_SCHEMA!r}"
-    if state.get("primary") not in SLOTS or state.get("booted") not in (*SLOTS, None):
-        return f"fields 'primary'/'booted' must name a slot {SLOTS}, found {state.get('primary')!r}"
+    if not isinstance(state.get("profile"), str):
+        return f"field 'profile' must be a profile name, found {state.get('profile')!r}"
+    for field in ("slot_size", "max_attempts"):
+        if type(state.get(field)) is not int or state[field] < 1:
+            return f"field {field!r} must be a positive integer, found {state.get(field)!r}"
+    for field, allowed in (("primary", SLOTS), ("booted", (*SLOTS, None))):
+        if state.get(field) not in allowed:
+            return f"field {field!r} must be one of {list(allowed)}, found {state.get(field)!r}"
     slots = state.get("slots")
     if not isinstance(slots, dict) or set(slots) != set(SLOTS):
-        return f"field 'slots' must hold exactly {SLOTS}"
-    bad = [slot for slot in SLOTS if slots[slot].get("state") not in SLOT_STATES]
-    return f"slot(s) {bad} have a state outside {sorted(SLOT_STATES)}" if bad else ""
+        return f"field 'slots' must hold exactly {list(SLOTS)}"
+    for name in SLOTS:
+        slot = slots[name]
+        if not isinstance(slot, dict) or slot.get("state") not in SLOT_STATES:
+            return f"slots.{name} must be an object with a state in {sorted(SLOT_STATES)}, found {slot!r}"
+        if slot["state"] in ("good", "pending"):
+            try:
+                pep440(slot.get("version"))
+            except (TypeError, ValueError):
+                return f"slots.{name}.version must be a PEP 440 version, found {slot.get('version')!r}"
+        if slot["state"] == "pending" and type(slot.get("attempts_left")) is not int:
+            return f"slots.{name}.attempts_left must be an integer, found {slot.get('attempts_left')!r}"
+    return ""
 
 
 def save_state(target: Path, state: dict[str, Any]) -> None:

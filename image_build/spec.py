@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from image_build.errors import ImageError
 
 _UUID_NAMESPACE = uuid.UUID("6f1c2b57-5d0e-4d43-9a43-0c2b0a0b0b8e")
+_CLI_FIELDS = ("profile", "version", "bundle")  # `orbox image build` options that can supply them
 
 
 class WheelPin(BaseModel):
@@ -51,11 +52,7 @@ class ImageSpec(BaseModel):
     @field_validator("version", "min_version")
     @classmethod
     def _pep440(cls, value: str) -> str:
-        try:
-            Version(value)
-        except InvalidVersion as exc:
-            raise ValueError(f"expected a PEP 440 version such as 1.2.0, found {value!r}") from exc
-        return value
+        return pep440(value)
 
     @property
     def effective_seed(self) -> str:
@@ -64,6 +61,25 @@ class ImageSpec(BaseModel):
     def derived_uuid(self, purpose: str) -> str:
         """A UUID that only depends on the spec's seed and what it is for (disk, partition, fs, salt)."""
         return str(uuid.uuid5(_UUID_NAMESPACE, f"{self.effective_seed}/{purpose}"))
+
+
+def pep440(value: str) -> str:
+    """`value` unchanged if it is a PEP 440 version: the installer compares versions to refuse downgrades."""
+    try:
+        Version(value)
+    except InvalidVersion as exc:
+        raise ValueError(f"expected a PEP 440 version such as 1.2.0, found {value!r}") from exc
+    return value
+
+
+def profile_arch(profile_name: str) -> str:
+    """The CPU architecture of a profile; an unknown or invalid profile is an ImageError naming it."""
+    from hw_profiles import ProfileError, load_profile
+
+    try:
+        return load_profile(profile_name).cpu.arch
+    except ProfileError as exc:
+        raise ImageError(f"profile {profile_name!r}: {exc}") from exc
 
 
 def load_spec(spec_path: str | os.PathLike | None, overrides: dict[str, Any]) -> ImageSpec:
@@ -75,6 +91,8 @@ def load_spec(spec_path: str | os.PathLike | None, overrides: dict[str, Any]) ->
             document = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ImageError(f"{path}: cannot read spec ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            raise ImageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ImageError(f"{path}: not valid TOML ({exc})") from exc
         document = _resolve_relative_paths(document, path.parent)
@@ -83,11 +101,17 @@ def load_spec(spec_path: str | os.PathLike | None, overrides: dict[str, Any]) ->
         return ImageSpec.model_validate(document)
     except ValidationError as exc:
         where = f"{spec_path}" if spec_path else "image spec"
-        problems = "; ".join(
-            f"field {'.'.join(map(str, e['loc']))}: {e['msg']} (found {e.get('input')!r})"
-            for e in exc.errors()
-        )
-        raise ImageError(f"{where}: {problems}") from exc
+        raise ImageError(f"{where}: {'; '.join(map(_problem, exc.errors()))}") from exc
+
+
+def _problem(error: Any) -> str:
+    """One validation error: the field, and either how to supply it or what was expected and found."""
+    field = ".".join(map(str, error["loc"]))
+    if error["type"] == "missing":
+        option = f"--{field.replace('_', '-')}"
+        hint = f" (give {option} or set it in the spec)" if field in _CLI_FIELDS else ""
+        return f"field {field}: required{hint}"
+    return f"field {field}: {error['msg'].removeprefix('Value error, ')} (found {error.get('input')!r})"
 
 
 def _resolve_relative_paths(document: dict[str, Any], base_dir: Path) -> dict[str, Any]:

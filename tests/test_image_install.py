@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import random
+import re
 import signal
 from pathlib import Path
 
@@ -195,3 +197,49 @@ def test_cli_install_boot_mark_good_and_errors(tmp_path, key, bundles):
     assert result.exit_code == 1 and "signature does not verify" in result.output
     result = runner.invoke(image, ["mark-good", "--target", str(tmp_path / "nowhere")])
     assert result.exit_code == 1 and "no bootloader state" in result.output
+
+
+def test_cli_bad_inputs_are_one_line_errors_that_write_nothing(tmp_path, key, bundles):
+    pub = tmp_path / "update.pub"
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    factory = tmp_path / "factory.ext4"
+    factory.write_bytes(OLD_IMAGE)
+    runner = CliRunner()
+
+    def init(box: str, **options: str):
+        options = {"profile": "dev", "version": "1.0.0", "image": str(factory), **options}
+        return runner.invoke(image, ["init-target", str(tmp_path / box), "--pubkey", str(pub),
+                                     *[part for name, value in options.items() for part in (f"--{name}", value)]])
+
+    for box, options, message in [
+        ("v", {"version": "one"}, "version: expected a PEP 440 version such as 1.2.0, found 'one'"),
+        ("p", {"profile": "no-such-sku"}, "profile 'no-such-sku': no-such-sku: no such profile"),
+        ("i", {"image": str(tmp_path / "absent.ext4")}, "'--image': File"),
+    ]:
+        result = init(box, **options)
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert not (tmp_path / box).exists()
+    assert init("box").exit_code == 0
+    box = tmp_path / "box"
+    before = snapshot(box)
+    result = runner.invoke(image, ["install", str(tmp_path / "absent.obx"), "--target", str(box)])
+    assert result.exit_code == 2 and "'BUNDLE': File" in result.output and "does not exist" in result.output
+    assert snapshot(box) == before
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"slots": {"a": 5, "b": {"state": "empty"}}}, "slots.a must be an object with a state in"),
+    ({"slots": {"a": {"state": "good"}, "b": {"state": "empty"}}}, "slots.a.version must be a PEP 440"),
+    ({"max_attempts": "3"}, "field 'max_attempts' must be a positive integer, found '3'"),
+    ({"booted": "c"}, "field 'booted' must be one of ['a', 'b', None], found 'c'"),
+])
+def test_a_damaged_bootloader_state_is_named_not_a_crash(target, key, bundles, change, message):
+    state = {**load_state(target), **change}
+    (target / "bootstate.json").write_text(json.dumps(state))
+    before = snapshot(target)
+    for action in (lambda: boot(target), lambda: install(bundles["new"], target, key.public_key())):
+        with pytest.raises(ImageError, match=re.escape(f"{target / 'bootstate.json'}: {message}")):
+            action()
+    assert snapshot(target) == before
