@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
 import tarfile
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,8 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from image_data.helpers import MODEL_MARKER, make_artifact_bundle
 
+from appliance.cli import serve
+from appliance.config import parse_config
 from image_build.build import build_image
 from image_build.cli import image
 from image_build.errors import ImageError
@@ -39,21 +44,47 @@ def _pip_wheel(source: Path, wheel_dir: Path) -> Path:
     return wheel_dir
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> dict[str, Path]:
-    """The orbox wheel built from this checkout's HEAD, one small dependency wheel, a bundle and keys."""
-    root = tmp_path_factory.mktemp("inputs")
+def _made_once(tmp_path_factory, worker_id: str, name: str, make: Callable[[Path], object]) -> Path:
+    """Run `make(directory)` once per test run and share the directory with every xdist worker.
+
+    xdist_group does not keep these tests on one worker under pytest 9 (pytest-xdist 3.8 renames
+    `item._nodeid`, which pytest 9 no longer reads), so each worker would otherwise pay for its own
+    ~60 s wheel build and image builds. The outputs are only read by the tests.
+    """
+    if worker_id == "master":
+        made = tmp_path_factory.mktemp(name)
+        make(made)
+        return made
+    run_root = tmp_path_factory.getbasetemp().parent  # pytest-N/: this run's workers share it
+    made, done = run_root / name, run_root / f"{name}.done"
+    with open(run_root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(made, ignore_errors=True)
+            made.mkdir()
+            make(made)
+            done.touch()
+    return made
+
+
+def _make_inputs(root: Path) -> None:
     source = root / "orbox-src"
     source.mkdir()
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
-    wheels = root / "wheels"
-    _pip_wheel(source, wheels)
+    _pip_wheel(source, root / "wheels")
     shutil.copytree(REPO / "tests" / "image_data" / "tinydep", root / "tinydep")
-    _pip_wheel(root / "tinydep", wheels)
-    key, pub = generate_keypair(root / "vendor")
-    bundle = make_artifact_bundle(root / "bundle", key)
-    return {"root": root, "wheels": wheels, "key": key, "pub": pub, "bundle": bundle}
+    _pip_wheel(root / "tinydep", root / "wheels")
+    key, _ = generate_keypair(root / "vendor")
+    make_artifact_bundle(root / "bundle", key)
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory, worker_id) -> dict[str, Path]:
+    """The orbox wheel built from this checkout's HEAD, one small dependency wheel, a bundle and keys."""
+    root = _made_once(tmp_path_factory, worker_id, "image-inputs", _make_inputs)
+    return {"root": root, "wheels": root / "wheels", "key": root / "vendor.key", "pub": root / "vendor.pub",
+            "bundle": root / "bundle"}
 
 
 def _build(inputs: dict[str, Path], out: Path, **overrides) -> Path:
@@ -65,11 +96,12 @@ def _build(inputs: dict[str, Path], out: Path, **overrides) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def builds(inputs, tmp_path_factory) -> tuple[Path, Path]:
-    first = _build(inputs, tmp_path_factory.mktemp("build-1"))
-    second = _build(inputs, tmp_path_factory.mktemp("build-2"))
-    return first, second
+@pytest.fixture(scope="session")
+def builds(inputs, tmp_path_factory, worker_id) -> tuple[Path, Path]:
+    """The same spec built twice, into two directories."""
+    root = _made_once(tmp_path_factory, worker_id, "image-builds",
+                      lambda out: [_build(inputs, out / name) for name in ("build-1", "build-2")])
+    return root / "build-1", root / "build-2"
 
 
 def test_two_builds_of_one_spec_are_byte_identical(builds):
@@ -121,11 +153,9 @@ def test_sbom_is_valid_cyclonedx_1_6_and_lists_the_real_contents(builds, inputs)
 
 def test_image_defaults_open_no_outbound_connection(builds):
     rootfs = builds[0] / "rootfs.ext4"
-    config = tomllib.loads(_debugfs(rootfs, "cat /etc/orbox/orbox.toml"))
-    assert config["server"]["host"] in ("127.0.0.1", "::1", "localhost")
-    assert config["telemetry"]["enabled"] is False
-    assert config["time"]["ntp_servers"] == []
-    assert config["updates"]["source"] == "local-media"
+    # Read by the box's own config loader: a key it does not know would stop `orbox serve`.
+    config = parse_config(tomllib.loads(_debugfs(rootfs, "cat /etc/orbox/orbox.toml")), "orbox.toml")
+    assert config.http.host in ("127.0.0.1", "::1", "localhost")
     units = [name for name in _debugfs(rootfs, "ls -p /usr/lib/systemd/system").split("/")
              if name.endswith(".service")]
     assert {"orbox.service", "orbox-selfcheck.service", "orbox-payload.service"} <= set(units)
@@ -138,6 +168,22 @@ def test_image_defaults_open_no_outbound_connection(builds):
         hosts = re.findall(r"[a-z]+://([^/\s:\"']+)", _debugfs(rootfs, f"cat {path}"))
         assert set(hosts) <= {"127.0.0.1", "localhost", "::1"}, path
     assert "--no-index" in _debugfs(rootfs, "cat /usr/libexec/orbox/install-payload")
+
+
+def test_the_image_service_starts_orbox_serve_with_the_image_profile_models_and_config(builds):
+    """ExecStart, with release.env substituted as systemd does, must parse as a valid `orbox serve`."""
+    rootfs = builds[0] / "rootfs.ext4"
+    unit = _debugfs(rootfs, "cat /usr/lib/systemd/system/orbox.service")
+    assert "EnvironmentFile=/etc/orbox/release.env" in unit
+    env = dict(line.split("=", 1) for line in _debugfs(rootfs, "cat /etc/orbox/release.env").splitlines())
+    [exec_start] = re.findall(r"^ExecStart=(.*)$", unit, re.MULTILINE)
+    argv = shlex.split(re.sub(r"\$\{(\w+)\}", lambda match: env[match.group(1)], exec_start))
+    assert argv[:2] == ["/var/lib/orbox/venv/bin/orbox", "serve"]
+    params = serve.make_context("serve", argv[2:]).params
+    assert (params["profile_name"], params["bundle_dir"], params["config_path"]) == (
+        "dev", "/opt/orbox/models", "/etc/orbox/orbox.toml")
+    assert "Inode:" in _debugfs(rootfs, "stat /opt/orbox/models/manifest.json")
+    assert "/var/lib/orbox/venv" in _debugfs(rootfs, "cat /usr/libexec/orbox/install-payload")
 
 
 def test_update_bundle_from_the_build_verifies_and_installs(builds, inputs, tmp_path):
@@ -209,6 +255,19 @@ def test_bad_inputs_are_clear_errors(inputs, tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "'genimage' not found" in result.output and "apt-get install genimage" in result.output
     assert not (tmp_path / "e").exists()
+
+
+def test_spec_problems_name_the_file_and_field(tmp_path):
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"profile = \"\xff\"\n")
+    with pytest.raises(ImageError, match=f"{re.escape(str(binary))}: not UTF-8 text"):
+        load_spec(binary, {})
+    with pytest.raises(ImageError, match=r"^image spec: field version: required \(give --version or set it in the "
+                                         r"spec\); field bundle: required \(give --bundle"):
+        load_spec(None, {"profile": "dev"})
+    result = CliRunner().invoke(image, ["build", "--out", str(tmp_path / "out"), "--spec", str(binary)])
+    assert result.exit_code == 1 and "not UTF-8 text" in result.output and result.exception.code == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_demo_base_is_a_deterministic_busybox_rootfs(tmp_path):
