@@ -43,6 +43,12 @@ def serve(profile_name: str, bundle_dir: str, config_path: str | None, video_sou
         config = config.model_copy(update={"video": config.video.model_copy(update={"source": video_source})})
     http = {k: v for k, v in (("host", host), ("port", port), ("keys_file", keys_file)) if v is not None}
     config = config.model_copy(update={"http": config.http.model_copy(update=http)})
+    from appliance.api.server import Listen, ServerError, check_listen
+
+    try:
+        check_listen(Listen(config.http.host, config.http.port, config.http.tls_cert, config.http.tls_key))
+    except ServerError as exc:
+        raise click.ClickException(str(exc)) from exc
     exit_code = _run_supervisor(profile, bundle_dir, config)
     sys.exit(exit_code)
 
@@ -75,7 +81,7 @@ def _run_supervisor(profile, bundle_dir: str, config) -> int:
     took = supervisor.stop(supervisor.shutdown_reason or "requested")
     click.echo(f"orbox serve: stopped in {took:.2f}s ({supervisor.shutdown_reason})", err=True)
     thermal = (supervisor.shutdown_reason or "").startswith("thermal")
-    return EXIT_THERMAL_SHUTDOWN if thermal else 0
+    return EXIT_THERMAL_SHUTDOWN if thermal else 1 if http is None else 0
 
 
 def _start_http(supervisor, profile, config):

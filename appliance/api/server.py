@@ -42,13 +42,18 @@ class Listen:
         return f"{scheme}://{host}:{self.port}"
 
 
+def check_listen(listen: Listen) -> None:
+    """Refuse a half-configured or missing TLS pair before anything starts."""
+    if bool(listen.tls_cert) != bool(listen.tls_key):
+        raise ServerError("http.tls_cert and http.tls_key: give both or neither")
+    for path in (listen.tls_cert, listen.tls_key):
+        if path is not None and not Path(path).is_file():
+            raise ServerError(f"{path}: TLS file not found (http.tls_cert / http.tls_key)")
+
+
 class HttpServer:
     def __init__(self, supervisor: Any, listen: Listen, keys: KeyStore, settings: ApiSettings):
-        if bool(listen.tls_cert) != bool(listen.tls_key):
-            raise ServerError("http.tls_cert and http.tls_key: give both or neither")
-        for path in (listen.tls_cert, listen.tls_key):
-            if path is not None and not Path(path).is_file():
-                raise ServerError(f"{path}: TLS file not found")
+        check_listen(listen)
         self.listen = listen
         self.app = create_app(supervisor, keys, settings)
         config = uvicorn.Config(self.app, host=listen.host, port=listen.port, log_level="warning",

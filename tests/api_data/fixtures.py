@@ -75,12 +75,14 @@ class Server:
     sysfs: Path
     keys: dict[str, str]
     stderr_lines: list[str] = field(default_factory=list)
+    verify: Any = True
 
     def headers(self, device: str = "tablet") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[device]}"}
 
     def client(self, device: str = "tablet", **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=self.headers(device), timeout=60, **kwargs)
+        return httpx.Client(base_url=self.url, headers=self.headers(device), timeout=60, verify=self.verify,
+                            **kwargs)
 
     def openai(self, device: str = "tablet", **kwargs: Any) -> Any:
         import openai
@@ -118,7 +120,7 @@ def _drain(stream: Any, lines: list[str]) -> None:
 
 @contextlib.contextmanager
 def serve(bundle: Path, tmp_path: Path, devices: dict[str, str] | None = None, wrapper: list[str] | None = None,
-          http: dict[str, Any] | None = None, **sections: dict[str, Any]) -> Iterator[Server]:
+          http: dict[str, Any] | None = None, verify: Any = True, **sections: dict[str, Any]) -> Iterator[Server]:
     """Start `orbox serve --port 0` with fresh keys (made with `orbox api-keys add`); stop it afterwards."""
     keys_file = tmp_path / "api-keys.json"
     keys = {}
@@ -132,11 +134,11 @@ def serve(bundle: Path, tmp_path: Path, devices: dict[str, str] | None = None, w
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: list[str] = []
     threading.Thread(target=_drain, args=(process.stderr, lines), daemon=True).start()
-    server = Server(process, "", keys_file, tmp_path / "state", tmp_path / "sys", keys, lines)
+    server = Server(process, "", keys_file, tmp_path / "state", tmp_path / "sys", keys, lines, verify)
     try:
         def listening() -> str | None:
             assert process.poll() is None, "".join(lines)
-            found = [m.group(1) for line in lines if (m := re.search(r"API on (http://\S+)", line))]
+            found = [m.group(1) for line in lines if (m := re.search(r"API on (https?://\S+)", line))]
             return found[0] if found else None
 
         server.url = wait_for(listening, 60, "orbox serve to listen")
