@@ -2,7 +2,8 @@
 
 llama-cpp-python's `create_completion(stream=True)` does not yield while the sampled bytes are
 not yet valid UTF-8, so one `next()` can run for the whole answer: no heartbeat, no cancellation.
-Here every `step()` samples exactly one token, so the worker can heartbeat and cancel per token.
+Here every `step()` is one bounded unit of work, evaluating one n_batch chunk of the prompt or
+sampling exactly one token, so the worker can heartbeat and cancel between them.
 Text is decoded incrementally (a token may end mid-character), stop strings are matched across
 token boundaries, and text that could be the start of a stop string is held back until decided.
 """
@@ -52,12 +53,15 @@ class Generation:
         self.max_tokens = min(params.get("max_tokens") or room, room)
         self.decoded = 0
         self.completion: list[int] = []
-        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        # Bytes that never form valid UTF-8 are dropped, as llama-cpp-python's own completion does.
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         self._held = ""
         self._eos = llm.token_eos()
-        llm.set_seed(int(params.get("seed", default_seed)))
-        sampling = {SAMPLING[key]: params[key] for key in SAMPLING if params.get(key) is not None}
-        self._tokens = llm.generate(self.prompt_tokens, grammar=self._grammar(params), **sampling)
+        self._seed = int(params.get("seed", default_seed))
+        self._sampling = {SAMPLING[key]: params[key] for key in SAMPLING if params.get(key) is not None}
+        self._grammar_obj = self._grammar(params)
+        self._tokens: Any = None  # the sampling generator, created once the prompt is in the KV cache
+        self._prefilled = self._reuse_cached_prefix()
 
     def _prompt_tokens(self, kind: str, params: dict[str, Any]) -> list[int]:
         llm = self.llm
@@ -91,8 +95,40 @@ class Generation:
             return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
 
+    def _reuse_cached_prefix(self) -> int:
+        """Keep the KV cache of the longest prefix this prompt shares with the previous request."""
+        llm, body = self.llm, self.prompt_tokens[:-1]
+        shared = 0
+        for cached, wanted in zip(llm._input_ids, body, strict=False):
+            if cached != wanted:
+                break
+            shared += 1
+        if shared and not llm._ctx.kv_cache_seq_rm(-1, shared, -1):
+            shared = 0
+        if not shared:
+            llm.reset()
+        llm.n_tokens = shared
+        return shared
+
+    @property
+    def prefilling(self) -> bool:
+        return self._tokens is None
+
     def step(self) -> tuple[str, str | None]:
-        """Sample one token: (text now safe to emit, finish reason or None)."""
+        """One unit of work: evaluate one n_batch chunk of the prompt, or sample one token.
+
+        Returns (text now safe to emit, finish reason or None). Chunked prefill keeps a long prompt
+        from looking like a hang and lets cancellation act between chunks.
+        """
+        if self._tokens is None:
+            end = len(self.prompt_tokens) - 1
+            if self._prefilled < end:
+                chunk = self.prompt_tokens[self._prefilled:min(end, self._prefilled + self.llm.n_batch)]
+                self.llm.eval(chunk)
+                self._prefilled += len(chunk)
+                return "", None
+            self.llm.set_seed(self._seed)
+            self._tokens = self.llm.generate(self.prompt_tokens, grammar=self._grammar_obj, **self._sampling)
         token = next(self._tokens)
         self.decoded += 1
         if token == self._eos or llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token):
@@ -117,4 +153,5 @@ class Generation:
         return text
 
     def close(self) -> None:
-        self._tokens.close()
+        if self._tokens is not None:
+            self._tokens.close()

@@ -74,7 +74,7 @@ class LlmWorker(WorkerRuntime):
         if self.spec.config.llm.warmup:
             self.llm.create_completion("warm up", max_tokens=1, temperature=0.0)
         self.scheduler = Scheduler()
-        self.decoded = 0
+        self.progress = 0  # prompt chunks evaluated + tokens sampled
         self.send({"type": "ready", "info": {
             "artifact": artifact.relpath, "sha256": artifact.sha256,
             "quant_type": artifact.entry.get("quant_type"), "n_ctx": self.llm.n_ctx(),
@@ -82,7 +82,7 @@ class LlmWorker(WorkerRuntime):
         while not self.stopping:
             self.drain_ops(timeout_s=0.0 if self.scheduler.pending else self.spec.config.supervisor.heartbeat_s)
             self._step()
-            self.heartbeat(self.decoded, self.scheduler.pending, threads=self.threads, batch=self.batch)
+            self.heartbeat(self.progress, self.scheduler.pending, threads=self.threads, batch=self.batch)
         for sequence in [self.scheduler.running, *self.scheduler.waiting]:
             if sequence is not None:
                 self._error(sequence, "worker_stopping", "the LLM worker is shutting down")
@@ -122,7 +122,7 @@ class LlmWorker(WorkerRuntime):
             scheduler.running = sequence
         sequence = scheduler.running
         text, finish_reason = sequence.generation.step()
-        self.decoded += 1  # forward progress even when a token completes no UTF-8 character yet
+        self.progress += 1  # a prompt chunk or a token, even one that completes no UTF-8 character yet
         if text:
             self.send({"type": "token", "id": sequence.id, "text": text, "index": sequence.tokens})
             sequence.tokens += 1

@@ -101,6 +101,22 @@ def test_generation_streams_tokens_and_can_be_cancelled(tiny_bundle: Path, tmp_p
         assert supervisor.llm.queue_depth() == 0
 
 
+def test_worker_output_matches_llama_cpp_python_directly(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+    from llama_cpp import Llama
+
+    prompts = ["The patient", "The patient " * 150 + "was", "The patient " * 150 + "is"]  # 300+ tokens:
+    # chunked prefill over two n_batch=256 chunks, then a request reusing the cached prefix
+    direct = Llama(str(tiny_bundle / GGUF_RELPATH), n_ctx=2048, n_batch=256, n_threads=1, seed=1234, verbose=False)
+    expected = [direct.create_completion(p, max_tokens=10, temperature=0.0)["choices"][0]["text"] for p in prompts]
+    config = site_config(tmp_path, supervisor={"workers": ["llm"], "critical_workers": ["llm"]})
+    with running_supervisor(tiny_bundle, config) as supervisor:
+        results = [supervisor.llm.submit({"prompt": p, "max_tokens": 10}).result() for p in prompts]
+        wait_for(lambda: worker(supervisor.status(), "llm")["last_progress"]["progress"] >= 30 + 2, 2,
+                 "progress counting sampled tokens and prompt chunks")
+    assert [r["text"] for r in results] == expected
+    assert results[1]["usage"]["prompt_tokens"] > 256
+
+
 @pytest.mark.parametrize(("damage", "expected"), [
     ("flip", "sha256"),
     ("delete", "listed in the manifest but missing"),
@@ -116,7 +132,9 @@ def test_damaged_gguf_is_refused_and_video_keeps_serving(bundle_copy: Path, tmp_
         gguf.unlink()
     config = site_config(tmp_path)
     with running_supervisor(bundle_copy, config) as supervisor:
-        llm = worker(supervisor.status(), "llm")
+        status = supervisor.status()  # right after start-up settled (failed workers are retried later)
+        llm, encoder = worker(status, "llm"), worker(status, "encoder")
+        assert encoder["state"] == "failed" and "lists no encoder" in encoder["detail"]  # this bundle has none
         assert llm["state"] == "failed" and str(gguf) in llm["detail"] and expected in llm["detail"]
         assert "refusing to load" in llm["detail"] if damage == "flip" else True
         with pytest.raises(Unavailable, match="failed"):
@@ -124,8 +142,6 @@ def test_damaged_gguf_is_refused_and_video_keeps_serving(bundle_copy: Path, tmp_
         frames = worker(supervisor.status(), "video")["last_progress"].get("progress", 0)
         wait_for(lambda: worker(supervisor.status(), "video")["last_progress"].get("progress", 0) > frames + 5,
                  5, "video frames while the LLM is refused")
-        assert worker(supervisor.status(), "encoder")["state"] == "failed"  # this bundle has no encoder
-        assert "lists no encoder" in worker(supervisor.status(), "encoder")["detail"]
     failed = [e for e in audit_events(tmp_path / "state" / "audit.jsonl") if e["event"] == "worker.failed"]
     assert {e["fields"]["worker"] for e in failed} == {"llm", "encoder"}
 

@@ -87,7 +87,7 @@ def site_config(tmp_path: Path, **sections: dict[str, Any]) -> Path:
     """A TOML config with fast supervision timings for tests; `sections` override keys."""
     base: dict[str, dict[str, Any]] = {
         "supervisor": {"state_dir": str(tmp_path / "state"), "stall_timeout_s": 1.0, "liveness_timeout_s": 1.0,
-                       "stop_grace_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 2.0, "heartbeat_s": 0.1},
+                       "stop_grace_s": 0.5, "backoff_initial_s": 0.2, "backoff_max_s": 30.0, "heartbeat_s": 0.1},
         "thermal": {"sysfs_root": str(tmp_path / "sys"), "poll_s": 0.1, "use_psutil": False},
         "video": {"width": 160, "height": 128, "fps": 30, "preload_frames": 8},
         "http": {"port": 0},  # `orbox serve` also starts the local API; never collide on a fixed port
