@@ -7,6 +7,7 @@ removes the staging directory, so a failed build leaves the bundle exactly as it
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import shutil
 import tempfile
@@ -76,13 +77,19 @@ class BuildOptions:
 
 @dataclass
 class Candidate:
-    """One evaluated model: its recipe (None for FP32), metrics, verdicts and file."""
+    """One evaluated model: its recipe (None for FP32), metrics, verdicts and file.
+
+    `metrics` are deterministic (same inputs, same numbers) and go into the manifest; `latency`
+    holds the measured milliseconds, which differ from run to run, so they are printed but kept out
+    of the manifest. Only the latency verdict (speedup >= threshold) is recorded.
+    """
 
     name: str
     path: Path
     recipe: Int8Recipe | None
     metrics: dict[str, float]
     verdicts: dict[str, bool]
+    latency: dict[str, float] = field(default_factory=dict)
 
     @property
     def accuracy_ok(self) -> bool:
@@ -124,11 +131,12 @@ class Workbench:
         encoder = self.encoder(path, backend)
         metrics = accuracy_metrics(self.reference, gate_outputs(encoder))
         verdicts = accuracy_verdicts(metrics, self.thresholds)
+        latency: dict[str, float] = {}
         if timed:
-            latency = measure_ms(workload(encoder))
-            metrics.update(latency_ms=latency, fp32_latency_ms=self.fp32_ms, speedup=self.fp32_ms / latency)
-            verdicts["speedup"] = metrics["speedup"] >= self.thresholds.min_speedup
-        return Candidate(name, path, recipe, metrics, verdicts)
+            latency_ms = measure_ms(workload(encoder))
+            latency = {"latency_ms": latency_ms, "fp32_latency_ms": self.fp32_ms, "speedup": self.fp32_ms / latency_ms}
+            verdicts["speedup"] = latency["speedup"] >= self.thresholds.min_speedup
+        return Candidate(name, path, recipe, metrics, verdicts, latency)
 
     def quantize(self, recipe: Int8Recipe, timed: bool = True) -> Candidate:
         path = self.work_dir / f"{recipe.name}.onnx"
@@ -252,7 +260,16 @@ def _reason(attempts: list[Candidate]) -> str:
 
 
 def _report(attempts: list[Candidate]) -> str:
-    return "\n".join(f"  {a.name}: {rounded(a.metrics)} verdicts {a.verdicts}" for a in attempts)
+    return "\n".join(f"  {a.name}: {rounded(a.metrics)} {latency_text(a.latency)} verdicts {a.verdicts}"
+                     for a in attempts)
+
+
+def latency_text(latency: dict[str, float]) -> str:
+    """Measured latency for the console ('' when the candidate was not timed)."""
+    if not latency:
+        return ""
+    return (f"latency {latency['latency_ms']:.1f} ms vs fp32 {latency['fp32_latency_ms']:.1f} ms "
+            f"({latency['speedup']:.2f}x)")
 
 
 def build_openvino(bench: Workbench, progress: Callable[[str], None]) -> Candidate:
@@ -284,8 +301,17 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def build_encoder_bundle(options: BuildOptions, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Run the whole pipeline; return the manifest section written for this role."""
+@dataclass(frozen=True)
+class EncoderBuild:
+    """The manifest section written for this role, and the latencies measured on the way (not in the manifest,
+    so that identical inputs give a byte-identical manifest)."""
+
+    section: dict[str, Any]
+    latencies: dict[str, dict[str, float]]  # attempt name -> latency_ms, fp32_latency_ms, speedup
+
+
+def build_encoder_bundle(options: BuildOptions, progress: Callable[[str], None] = lambda _: None) -> EncoderBuild:
+    """Run the whole pipeline; publish only a candidate that passed every gate."""
     from hw_profiles import load_profile
 
     source = inspect_encoder(options.model_dir, options.task, options.model_id)
@@ -297,8 +323,10 @@ def build_encoder_bundle(options: BuildOptions, progress: Callable[[str], None] 
         load_private_key(options.sign_key)
     out = Path(options.out_dir)
     existing = _existing_other_roles(out, profile.name, source.task)
+    created_out = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".encoder-staging-", dir=out))
+    published = False
     try:
         role_dir = staging / source.task
         progress("export")
@@ -327,11 +355,15 @@ def build_encoder_bundle(options: BuildOptions, progress: Callable[[str], None] 
         }
         progress("publish")
         _publish(out, staging, role_dir, source.task, profile.name, section, existing, chosen, openvino)
+        published = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if created_out and not published:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # a failed build into a new directory leaves no trace (rmdir: only if empty)
     if options.sign_key is not None:
         sign_bundle(out, options.sign_key)
-    return section
+    return EncoderBuild(section, {a.name: a.latency for a in attempts if a.latency})
 
 
 def _existing_other_roles(out: Path, profile: str, role: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -374,4 +406,5 @@ def _publish(out: Path, staging: Path, role_dir: Path, role: str, profile: str, 
     update_manifest(out, profile, SECTION, {**existing[0], role: section}, artifacts)
 
 
-__all__ = ["BuildOptions", "EncoderGateError", "EncoderInputError", "build_encoder_bundle", "prepare_workbench"]
+__all__ = ["BuildOptions", "EncoderBuild", "EncoderGateError", "EncoderInputError", "build_encoder_bundle",
+           "prepare_workbench"]

@@ -24,7 +24,7 @@ def _expected_errors() -> tuple[type[Exception], ...]:
 class _StageBar:
     """A tqdm bar whose description is the current stage (the number of fallback steps is not known ahead)."""
 
-    def __init__(self, label: str):
+    def __init__(self, label: str) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(desc=label, unit="step", bar_format="{desc}: {n} steps [{elapsed}] {postfix}")
@@ -52,13 +52,16 @@ class _StageBar:
 @click.option("--model-id", default=None, help="Name recorded in the bundle (default: the directory name).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="Threads for the gates' latency measurement.")
-@click.option("--min-cosine", default=_DEFAULTS.min_cosine, show_default=True, type=float)
-@click.option("--mean-cosine", default=_DEFAULTS.mean_cosine, show_default=True, type=float)
+@click.option("--min-cosine", default=_DEFAULTS.min_cosine, show_default=True, type=float,
+              help="Embedding: lowest cosine to FP32 allowed on any gate sentence (English and Chinese).")
+@click.option("--mean-cosine", default=_DEFAULTS.mean_cosine, show_default=True, type=float,
+              help="Embedding: lowest mean cosine to FP32 over the gate sentences.")
 @click.option("--min-top5", default=_DEFAULTS.top5_agreement, show_default=True, type=float,
               help="Fraction of queries whose top-5 documents must be identical to FP32's.")
 @click.option("--min-top1", default=_DEFAULTS.top1_agreement, show_default=True, type=float,
               help="Reranker: fraction of queries with the same best document.")
-@click.option("--min-kendall-tau", default=_DEFAULTS.min_kendall_tau, show_default=True, type=float)
+@click.option("--min-kendall-tau", default=_DEFAULTS.min_kendall_tau, show_default=True, type=float,
+              help="Reranker: lowest Kendall tau between FP32 and INT8 document scores of any query.")
 @click.option("--min-speedup", default=_DEFAULTS.min_speedup, show_default=True, type=float,
               help="INT8 must be this many times faster than FP32 on this machine.")
 @click.option("--fp32-fallback/--no-fp32-fallback", default=True, show_default=True,
@@ -68,7 +71,7 @@ def encoder(model_dir: Path, profile: str, out_dir: Path, task: str | None, cali
             min_top5: float, min_top1: float, min_kendall_tau: float, min_speedup: float,
             fp32_fallback: bool) -> None:
     """Export an encoder to ONNX, quantize it to INT8 for PROFILE, gate it against FP32 and add it to a bundle."""
-    from quantize.encoder_build import BuildOptions, build_encoder_bundle
+    from quantize.encoder_build import BuildOptions, build_encoder_bundle, latency_text
 
     options = BuildOptions(
         model_dir=model_dir, profile=profile, out_dir=out_dir, task=task, calibration=calibration,
@@ -79,13 +82,15 @@ def encoder(model_dir: Path, profile: str, out_dir: Path, task: str | None, cali
     )
     bar = _StageBar("quantize encoder")
     try:
-        section = build_encoder_bundle(options, bar)
+        build = build_encoder_bundle(options, bar)
     except _expected_errors() as exc:
         bar.close()
         raise click.ClickException(str(exc)) from exc
     bar.close()
+    section = build.section
     for attempt in section["attempts"]:
-        click.echo(f"  {'PASS' if attempt['passed'] else 'fail'} {attempt['name']}: {attempt['metrics']}")
+        measured = latency_text(build.latencies.get(attempt["name"], {}))
+        click.echo(f"  {'PASS' if attempt['passed'] else 'fail'} {attempt['name']}: {attempt['metrics']} {measured}")
     if section["openvino"]:
         click.echo(f"  openvino: {section['openvino']['name']} {section['openvino']['metrics']}")
     click.echo(f"chose {section['chosen']} for {section['task']} ({section['reason']})")

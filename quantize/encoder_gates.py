@@ -144,5 +144,5 @@ def accuracy_verdicts(metrics: dict[str, float], thresholds: GateThresholds) -> 
 
 
 def rounded(metrics: dict[str, float]) -> dict[str, float]:
-    """Manifest values: 6 decimals, so identical runs write identical bytes."""
-    return {name: round(float(value), 6) for name, value in metrics.items()}
+    """Manifest values: floats to 6 decimals, so identical runs write identical bytes; counts stay integers."""
+    return {name: value if isinstance(value, int) else round(float(value), 6) for name, value in metrics.items()}
