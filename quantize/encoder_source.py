@@ -60,16 +60,25 @@ def read_json(path: Path, what: str) -> Any:
         raise EncoderInputError(f"{path}: not valid JSON ({exc}); expected {what}") from exc
 
 
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    document = read_json(path, what)
+    if not isinstance(document, dict):
+        raise EncoderInputError(f"{path}: expected {what} (a JSON object), found {type(document).__name__}")
+    return document
+
+
 def inspect_encoder(model_dir: str | Path, task: str | None = None, model_id: str | None = None) -> EncoderSource:
     """Check that `model_dir` holds a supported encoder with a tokenizer, and read its embedding settings."""
     root = Path(model_dir)
     if not root.is_dir():
         raise EncoderInputError(f"{root}: not a directory; expected a local Hugging Face model directory")
-    config = read_json(root / "config.json", "a Hugging Face config.json")
-    if not isinstance(config, dict):
-        raise EncoderInputError(f"{root / 'config.json'}: expected a JSON object, found {type(config).__name__}")
+    config = read_json_object(root / "config.json", "a Hugging Face config.json")
     model_type = config.get("model_type")
     architectures = config.get("architectures") or []
+    if not isinstance(architectures, list) or not all(isinstance(arch, str) for arch in architectures):
+        raise EncoderInputError(
+            f"{root / 'config.json'}: field 'architectures' must be a list of class names, found {architectures!r}"
+        )
     if model_type not in ENCODER_MODEL_TYPES or config.get("is_decoder") or any(
         "CausalLM" in arch or "LMHead" in arch for arch in architectures
     ):
@@ -119,7 +128,8 @@ def _default_max_length(root: Path, config: dict[str, Any]) -> int:
     tokenizer_config_path = root / "tokenizer_config.json"
     tokenizer_max = positions
     if tokenizer_config_path.is_file():
-        tokenizer_max = read_json(tokenizer_config_path, "a tokenizer config").get("model_max_length", positions)
+        tokenizer_max = read_json_object(tokenizer_config_path, "a tokenizer config").get("model_max_length",
+                                                                                          positions)
     return int(min(positions, tokenizer_max if isinstance(tokenizer_max, int | float) else positions))
 
 
@@ -145,7 +155,8 @@ def _embedding_settings(root: Path, config: dict[str, Any]) -> dict[str, Any]:
             )
         kinds.append(kind)
         if kind == "pooling":
-            pooling = read_json(root / module.get("path", "") / "config.json", "a sentence-transformers Pooling config")
+            pooling = read_json_object(root / str(module.get("path", "")) / "config.json",
+                                       "a sentence-transformers Pooling config")
     if kinds[:2] != ["transformer", "pooling"] or kinds[2:] not in ([], ["normalize"]):
         raise EncoderInputError(f"{modules_path}: expected Transformer, Pooling[, Normalize], found {kinds}")
     modes = [mode for mode in POOLING_MODES if pooling.get(f"pooling_mode_{mode}")]
@@ -157,10 +168,19 @@ def _embedding_settings(root: Path, config: dict[str, Any]) -> dict[str, Any]:
             f"supported modes: {', '.join(POOLING_MODES)}"
         )
     st_config_path = root / "sentence_bert_config.json"
-    st_config = read_json(st_config_path, "sentence_bert_config.json") if st_config_path.is_file() else {}
+    st_config = read_json_object(st_config_path, "sentence_bert_config.json") if st_config_path.is_file() else {}
+    max_seq_length = st_config.get("max_seq_length")
+    if max_seq_length is not None and (isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int)
+                                       or max_seq_length < 1):
+        raise EncoderInputError(f"{st_config_path}: field 'max_seq_length' must be a positive integer, "
+                                f"found {max_seq_length!r}")
+    do_lower_case = st_config.get("do_lower_case", False)
+    if not isinstance(do_lower_case, bool):
+        raise EncoderInputError(f"{st_config_path}: field 'do_lower_case' must be true or false, "
+                                f"found {do_lower_case!r}")
     return {
         "pooling": pooling,
         "normalize": kinds[-1] == "normalize",
-        "max_seq_length": st_config.get("max_seq_length"),
-        "do_lower_case": bool(st_config.get("do_lower_case", False)),
+        "max_seq_length": max_seq_length,
+        "do_lower_case": do_lower_case,
     }

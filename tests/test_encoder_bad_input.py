@@ -24,7 +24,7 @@ def assert_refused(result, out, *fragments):
     assert "Traceback" not in result.output
     for fragment in fragments:
         assert fragment in result.output
-    assert not out.exists() or list(out.iterdir()) == []
+    assert not out.exists()
 
 
 def test_decoder_model_is_not_an_encoder(tmp_path):
@@ -43,6 +43,28 @@ def test_bert_with_lm_head_is_not_an_encoder(tmp_path):
                                                    "is_decoder": True}))
     out = tmp_path / "out"
     assert_refused(run(model, out), out, "BertLMHeadModel", "is not a supported encoder")
+
+
+def test_architectures_not_a_list(tmp_path):
+    model = tmp_path / "odd"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": 5}))
+    out = tmp_path / "out"
+    assert_refused(run(model, out), out, "config.json", "field 'architectures' must be a list", "found 5")
+
+
+@pytest.mark.parametrize(("name", "content", "fragments"), [
+    ("sentence_bert_config.json", {"max_seq_length": "abc"}, ["field 'max_seq_length' must be a positive integer",
+                                                              "found 'abc'"]),
+    ("sentence_bert_config.json", [1], ["sentence_bert_config.json", "JSON object", "found list"]),
+    ("1_Pooling/config.json", [1], ["1_Pooling/config.json", "Pooling config", "found list"]),
+])
+def test_malformed_sentence_transformers_files(tiny_bert, tmp_path, name, content, fragments):  # noqa: F811
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert, model)
+    (model / name).write_text(json.dumps(content))
+    out = tmp_path / "out"
+    assert_refused(run(model, out), out, *fragments)
 
 
 def test_missing_tokenizer(tiny_bert, tmp_path):  # noqa: F811
