@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import ast
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from encoder_data.fixtures import minilm, tiny_bert  # noqa: F401 - fixtures
 
+from appliance import encoder_runtime
 from appliance.encoder_runtime import Encoder, EncoderRuntimeError, load_encoder
 from quantize.encoder_evalset import GATE_SENTENCES
 from quantize.encoder_export import export_onnx, load_hf_tokenizer, write_runtime_files
 from quantize.encoder_source import inspect_encoder
+from quantize.manifest import update_manifest
 
 pytestmark = pytest.mark.xdist_group("encoder_minilm")
+BOX_FORBIDDEN = ("torch", "transformers", "optimum", "sentence_transformers", "quantize")
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +68,46 @@ def test_embedding_model_refuses_rerank(minilm_fp32):
         encoder.rerank("q", ["d"])
 
 
-def test_runtime_module_does_not_import_torch_or_transformers():
-    code = ("import sys, appliance.encoder_runtime as r; import onnxruntime, tokenizers; "
-            "bad = [m for m in ('torch', 'transformers', 'quantize') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+def test_runtime_source_imports_nothing_of_quantize_torch_or_transformers():
+    """Every import statement of the module, including the lazy ones inside functions (OpenVINO backend)."""
+    tree = ast.parse(Path(encoder_runtime.__file__).read_text(encoding="utf-8"))
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    roots = {name.split(".")[0] for name in names}
+    assert roots >= {"numpy", "onnxruntime", "openvino", "tokenizers"}  # the walk saw the function-level imports
+    assert roots.isdisjoint(BOX_FORBIDDEN), sorted(roots & set(BOX_FORBIDDEN))
+
+
+@pytest.fixture(scope="module")
+def minilm_bundle(minilm_fp32, tmp_path_factory):
+    """A one-role bundle with the FP32 MiniLM, listed in manifest.json as the vendor build lists it."""
+    role_dir, onnx_path = minilm_fp32
+    bundle = tmp_path_factory.mktemp("minilm-bundle")
+    shutil.copytree(role_dir, bundle / "encoder" / "embedding")
+    shutil.copyfile(onnx_path, bundle / "encoder" / "embedding" / "model.onnx")
+    artifacts = {p.relative_to(bundle).as_posix(): {"kind": "x", "role": "embedding"}
+                 for p in (bundle / "encoder").rglob("*") if p.is_file()}
+    update_manifest(bundle, "server-avx512-vnni", "encoder", {"embedding": {}}, artifacts)
+    return bundle
+
+
+def test_box_loader_runs_with_torch_transformers_and_quantize_unimportable(minilm_bundle, minilm_fp32):
+    """The box path end to end (manifest check, load, tokenize, embed) in a fresh interpreter where importing
+    any of BOX_FORBIDDEN raises ImportError."""
+    code = "\n".join([
+        "import sys",
+        f"for name in {BOX_FORBIDDEN!r}:",
+        "    sys.modules[name] = None  # import of it now raises ImportError",
+        "from appliance.encoder_runtime import load_encoder",
+        f"vectors = load_encoder({str(minilm_bundle)!r}).embed(['腹腔镜胆囊切除术', 'laparoscopy'])",
+        "print(vectors.shape, float(vectors[0] @ vectors[1]))",
+    ])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("(2, 384)")
+    expected = Encoder(*minilm_fp32).embed(["腹腔镜胆囊切除术", "laparoscopy"])
+    assert float(result.stdout.split()[-1]) == pytest.approx(float(expected[0] @ expected[1]), abs=1e-6)
 
 
 def test_load_encoder_without_manifest_is_a_clear_error(tmp_path):
