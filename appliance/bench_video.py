@@ -92,8 +92,8 @@ def _run(profile: Any, bundle: Path, workdir: Path, clip: Path, video: dict[str,
 @click.option("--height", type=int, default=1080, show_default=True)
 @click.option("--fps", type=float, default=60.0, show_default=True)
 @click.option("--clip", type=click.Path(exists=True, dir_okay=False), help="Video file (default: synthetic).")
-@click.option("--realtime", type=click.IntRange(0, 99), default=0, show_default=True,
-              help="SCHED_FIFO priority for the video worker (video.realtime_priority); 0 = normal.")
+@click.option("--realtime", type=click.IntRange(0, 99), default=10, show_default=True,
+              help="SCHED_FIFO priority for the video worker (video.realtime_priority); 0 = normal scheduling.")
 def main(bundle_dir: str, profile_name: str, seconds: float, warmup_s: float, width: int, height: int, fps: float,
          clip: str | None, realtime: int) -> None:
     """Print video p50/p99/max added latency and dropped frames, no-LLM baseline beside LLM generating."""

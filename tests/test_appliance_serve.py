@@ -62,6 +62,12 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, 
         affinity = {w["name"]: os.sched_getaffinity(w["pid"]) for w in status["workers"] if w["pid"]}
         assert affinity == {"video": {0}, "llm": {1}}  # the dev profile: video alone on core 0
         assert os.sched_getaffinity(serve.pid) == {1}  # the supervisor stays off the video core
+        video = next(w for w in status["workers"] if w["name"] == "video")
+        if os.geteuid() == 0:  # SCHED_FIFO needs CAP_SYS_NICE; CI and the box run as root
+            assert os.sched_getscheduler(video["pid"]) == os.SCHED_FIFO
+            assert video["info"]["scheduling"] == "SCHED_FIFO 10"
+        else:
+            assert video["info"]["scheduling"].startswith("normal (SCHED_FIFO 10 refused")
         began = time.monotonic()
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(timeout=10) == 0
