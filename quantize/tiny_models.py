@@ -203,12 +203,14 @@ def build_tiny_llm(
     vocab_size: int = 1024,
     dtype: str = "float32",
     max_shard_size: str | None = None,
-    threads: int = 2,
+    threads: int = 1,
 ) -> Path:
     """Write a tiny HF checkpoint of the given family into out_dir and return the directory.
 
-    train_steps=0 gives random weights (seconds); about 300 steps train on the bundled corpus for roughly a
-    minute on two cores, so that the model's predictions are peaked and a KLD gate means something.
+    train_steps=0 gives random weights (seconds); about 300 steps train on the bundled corpus in about 20 s of
+    CPU, so that the model's predictions are peaked and a KLD gate means something. One torch thread by
+    default: this tiny model gains nothing from more, and on a busy or oversubscribed machine (pytest -n 2)
+    torch's spinning intra-op workers made two threads 15x slower than one.
     dtype "float32" | "float16" | "bfloat16"; max_shard_size (e.g. "300KB") writes a sharded checkpoint.
     """
     import torch
