@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -19,6 +20,15 @@ pytestmark = pytest.mark.xdist_group("encoder_tiny")
 # Tiny models are dominated by per-op overhead, so INT8 is not faster there; the latency gate is
 # exercised by the fallback tests below with an unreachable margin instead.
 NO_LATENCY_GATE = ["--min-speedup", "0"]
+
+
+def graph_summary(path):
+    """(op type counts, initializer dtype counts) of an ONNX file."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    dtypes = Counter(onnx.TensorProto.DataType.Name(init.data_type) for init in graph.initializer)
+    return Counter(node.op_type for node in graph.node), dtypes
 
 
 def quantize(model, out, *extra, profile="server-avx512-vnni"):
@@ -57,6 +67,8 @@ def test_bundle_holds_both_roles_with_gates_recorded(bundle, keys):
     assert (model_entry["kind"], model_entry["role"], model_entry["quant_type"]) == ("onnx", "embedding",
                                                                                      "u8s8-per-channel")
     assert manifest["artifacts"]["encoder/reranker/model.onnx"]["role"] == "reranker"
+    ops, weight_types = graph_summary(bundle / "encoder" / "embedding" / "model.onnx")
+    assert ops["MatMulInteger"] >= 2 * 6 and weight_types["INT8"] > 0  # u8s8: S8 weights, integer MatMuls
     assert {"top1_agreement", "min_kendall_tau"} <= set(sections["reranker"]["attempts"][0]["metrics"])
     assert not any(p.name.startswith(".encoder-staging") for p in bundle.iterdir())
 
@@ -103,6 +115,8 @@ def test_latency_gate_failure_falls_back_to_fp32_and_says_why(tiny_bert, tmp_pat
     assert names[:3] == ["u8s8-per-channel", "reduce_range-per-channel", "u8u8-per-channel"]
     assert any("fp32-outliers" in n for n in names) and any("-exclude" in n for n in names)
     assert names[-1] == section["chosen"] == "fp32"
+    ops, _ = graph_summary(tmp_path / "b" / "encoder" / "embedding" / "model.onnx")
+    assert not ops.keys() & {"MatMulInteger", "DynamicQuantizeLinear", "QuantizeLinear"}
     assert section["reason"].startswith("fp32 fallback: u8s8-per-channel failed speedup")
     assert load_encoder(tmp_path / "b").embed(["x"]).shape == (1, 64)
 
@@ -156,8 +170,12 @@ def test_openvino_profile_builds_static_qdq_and_nncf_ir(tiny_bert, tmp_path):  #
     section = manifest["sections"]["encoder"]["embedding"]
     assert section["chosen"].startswith("qdq_s8s8")
     assert section["calibration"] == {"source": "calibration.jsonl", "items": 8}
-    assert section["openvino"]["passed"] or section["openvino"]["name"] == "openvino-fp16"
-    assert manifest["artifacts"]["encoder/embedding/openvino/model.xml"]["kind"] == "openvino-ir"
+    ops, weight_types = graph_summary(tmp_path / "b" / "encoder" / "embedding" / "model.onnx")
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > 0 and weight_types["INT8"] > 0  # static QDQ S8S8
+    assert section["openvino"]["name"] == "openvino-int8-nncf" and section["openvino"]["passed"] is True
+    ir = manifest["artifacts"]["encoder/embedding/openvino/model.xml"]
+    assert (ir["kind"], ir["quant_type"]) == ("openvino-ir", "openvino-int8-nncf")
+    assert 'type="FakeQuantize"' in (tmp_path / "b" / "encoder" / "embedding" / "openvino" / "model.xml").read_text()
     encoder = load_encoder(tmp_path / "b", load_profile(profile))
     assert encoder.backend_name == "openvino"
     assert encoder.embed(["腹腔镜"]).shape == (1, 64)
