@@ -2,5 +2,5 @@
 
 Hugging Face checkpoints become GGUF k-quants and INT8 ONNX / OpenVINO artifacts, each gated
 against its reference model and described by a signed, reproducible manifest
-(`quantize.manifest`). The converters themselves land with issues 4 and 5.
+(`quantize.manifest`): `orbox quantize llm` (llm_*) and `orbox quantize encoder` (encoder_*).
 """

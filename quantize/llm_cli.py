@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
 
     bars: list[tqdm] = []
 
-    def byte_progress(label: str, total: int):
+    def byte_progress(label: str, total: int) -> Callable[[int], bool | None]:
         bar = tqdm(total=total, desc=label, unit="B", unit_scale=True, leave=False, file=sys.stderr)
         bars.append(bar)
         return bar.update

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import os
 import shutil
 import tempfile
@@ -30,10 +29,17 @@ from orbox.artifacts import file_digest
 from quantize.checkpoint import CheckpointError, input_files, load_config
 from quantize.corpus import corpus_text
 from quantize.llm_arch import read_hparams, required_keys
-from quantize.llm_convert import OUT_TYPES, ConversionResult, checkpoint_bytes, convert_checkpoint
-from quantize.llm_gates import GateResult, Thresholds
+from quantize.llm_convert import ConversionResult, checkpoint_bytes, convert_checkpoint
+from quantize.llm_gates import Thresholds
 from quantize.llm_quantize import QUANT_FTYPES, quantize_gguf, type_histogram
-from quantize.manifest import canonical_json, sign_bundle, update_manifest
+from quantize.manifest import (
+    canonical_json,
+    existing_manifest,
+    load_private_key,
+    package_versions,
+    sign_bundle,
+    update_manifest,
+)
 
 RECORD_KEY = "orbox.build_record_sha256"
 RECORD_SCHEMA = "orbox.llm-build-record/1"
@@ -75,12 +81,8 @@ ByteProgress = Callable[[str, int], Callable[[int], None]]
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {}
-    for name in TOOLS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+    """Versions of every package that shapes the output, plus the exact libllama that quantized it."""
+    versions = package_versions(TOOLS)
     import llama_cpp
 
     # The binding does not expose llama.cpp's commit; the digest of the loaded libllama identifies it exactly.
@@ -155,12 +157,14 @@ def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: BytePro
     try:
         profile = load_profile(options.profile)
     except ProfileError as exc:
-        raise LlmBuildError(f"--profile {options.profile}: {exc}") from exc
+        raise LlmBuildError(f"--profile: {exc}") from exc
     types, plan = _choose_types(options, config, profile)
-    try:
-        eval_text = options.eval_text.read_text(encoding="utf-8") if options.eval_text else corpus_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LlmBuildError(f"--eval-text {options.eval_text}: cannot read ({exc})") from exc
+    eval_text = _read_eval_text(options.eval_text)
+    # Refuse what would only fail at publish time (a key we cannot sign with, a bundle of another
+    # profile or with a broken manifest) before any file of the bundle is touched.
+    if options.sign_key is not None:
+        load_private_key(options.sign_key)
+    previous = existing_manifest(options.out_dir, profile.name) if options.out_dir.is_dir() else None
     record = build_record(options, profile.name, hp.arch, types, plan, eval_text)
     record_sha = hashlib.sha256(canonical_json(record)).hexdigest()
 
@@ -169,6 +173,7 @@ def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: BytePro
     build_dir = Path(tempfile.mkdtemp(prefix=".llm-build-", dir=options.out_dir))
     try:
         result = _build_in(build_dir, options, types, record, record_sha, eval_text, stage, byte_progress)
+        _remove_replaced(options.out_dir, previous, result.manifest)
     except BaseException:
         shutil.rmtree(build_dir, ignore_errors=True)
         if created:
@@ -177,6 +182,28 @@ def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: BytePro
         raise
     shutil.rmtree(build_dir, ignore_errors=True)
     return result
+
+
+def _read_eval_text(path: Path | None) -> str:
+    if path is None:
+        return corpus_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LlmBuildError(f"--eval-text {path}: cannot read ({exc})") from exc
+    if not text.strip():
+        raise LlmBuildError(f"--eval-text {path}: expected UTF-8 text to score the quantized models on, found "
+                            f"{'an empty file' if not text else 'only white space'}")
+    return text
+
+
+def _remove_replaced(out_dir: Path, previous: dict[str, Any] | None, manifest: dict[str, Any]) -> None:
+    """Delete our earlier GGUF files that this run's manifest no longer lists (e.g. other --types)."""
+    if previous is None:
+        return
+    for relpath, entry in previous["artifacts"].items():
+        if entry.get("section") == "llm" and relpath not in manifest["artifacts"]:
+            (out_dir / relpath).unlink(missing_ok=True)
 
 
 def _convert(model_dir: Path, target: Path, out_type: str, record_sha: str,
@@ -192,7 +219,7 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
     from quantize.llm_gates.runtime import open_llama
     from quantize.llm_gates.smoke import SMOKE_MESSAGES, smoke_gate
     from quantize.llm_gates.structural import structural_gate
-    from quantize.llm_gates.tokenizer_parity import _hf_chat_ids, tokenizer_parity_gate
+    from quantize.llm_gates.tokenizer_parity import hf_chat_ids, tokenizer_parity_gate
 
     model_dir, thresholds, threads = options.model_dir, options.thresholds, options.threads
     reference = build_dir / "reference-f32.gguf"
@@ -240,7 +267,7 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
     stage("gate: smoke generation")
     from transformers import AutoTokenizer
 
-    prompt = _hf_chat_ids(AutoTokenizer.from_pretrained(model_dir), SMOKE_MESSAGES)
+    prompt = hf_chat_ids(AutoTokenizer.from_pretrained(model_dir), SMOKE_MESSAGES)
     for qtype, path in outputs.items():
         gates["smoke"][qtype] = smoke_gate(path, prompt, thresholds, threads).as_dict()
     _raise_on_failures(gates)
@@ -264,4 +291,4 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
     return LlmBuildResult(manifest, published, mb_per_s, gates)
 
 
-__all__ = ["OUT_TYPES", "LlmBuildError", "LlmBuildOptions", "LlmBuildResult", "run_llm_build", "GateResult"]
+__all__ = ["LlmBuildError", "LlmBuildOptions", "LlmBuildResult", "run_llm_build"]

@@ -8,6 +8,7 @@ such fallback is listed in the manifest by tensor name.
 from __future__ import annotations
 
 import ctypes
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ def quantize_gguf(source: Path, target: Path, quant_type: str, threads: int) -> 
     """Quantize a float GGUF into `target` with llama.cpp; all metadata (incl. our keys) is carried over."""
     import llama_cpp
 
+    # llama-cpp-python routes libllama's log through this logger; at its default level every tensor of
+    # the quantization is printed. Errors still come through.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_FTYPES[quant_type])
     params.nthread = threads

@@ -16,8 +16,10 @@ Determinism: the manifest holds no wall-clock time unless SOURCE_DATE_EPOCH is u
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.metadata
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,35 @@ def load_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
     return document
 
 
+def existing_manifest(bundle_dir: str | os.PathLike, profile: str) -> dict[str, Any] | None:
+    """The bundle's manifest if it has one (None for a new bundle), refusing one made for another profile.
+
+    Producers call this before they build, so a bundle they could not add to is refused before any file
+    in it is touched; update_manifest calls it again when it merges.
+    """
+    root = Path(bundle_dir)
+    if not (root / MANIFEST_NAME).exists():
+        return None
+    manifest = load_manifest(root)
+    if manifest["profile"] != profile:
+        raise BundleError(
+            f"{root / MANIFEST_NAME}: bundle is for profile {manifest['profile']!r}, refusing to add {profile!r} "
+            "artifacts"
+        )
+    return manifest
+
+
+def package_versions(names: Iterable[str]) -> dict[str, str]:
+    """Installed version of each distribution (for a manifest's tool record); 'not installed' when absent."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
 def update_manifest(
     bundle_dir: str | os.PathLike,
     profile: str,
@@ -97,12 +128,7 @@ def update_manifest(
     Any existing signature is removed, because it no longer matches.
     """
     root = Path(bundle_dir)
-    manifest_path = root / MANIFEST_NAME
-    manifest = load_manifest(root) if manifest_path.exists() else empty_manifest(profile)
-    if manifest["profile"] != profile:
-        raise BundleError(
-            f"{manifest_path}: bundle is for profile {manifest['profile']!r}, refusing to add {profile!r} artifacts"
-        )
+    manifest = existing_manifest(root, profile) or empty_manifest(profile)
     manifest["created"] = build_timestamp()
     manifest["artifacts"] = {
         name: entry for name, entry in manifest["artifacts"].items() if entry.get("section") != section

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from orbox.cli import cli
-from quantize.manifest import MANIFEST_NAME, load_manifest, update_manifest
+from quantize.manifest import load_manifest, update_manifest
 from quantize.tiny_models import build_tiny_llm
 
 
@@ -28,10 +28,30 @@ def model(pristine, tmp_path):
     return shutil.copytree(pristine, tmp_path / "model")
 
 
-def run_llm(model_dir, out_dir, *extra):
-    args = ["quantize", "llm", "--model", str(model_dir), "--profile", "dev", "--out", str(out_dir),
+def run_llm(model_dir, out_dir, *extra, profile="dev"):
+    args = ["quantize", "llm", "--model", str(model_dir), "--profile", profile, "--out", str(out_dir),
             "--types", "q8_0", *extra]
     return CliRunner().invoke(cli, args)
+
+
+@pytest.fixture
+def sibling_bundle(tmp_path):
+    """A bundle the encoder tool already wrote into: a failed LLM run must leave it byte for byte."""
+    bundle = tmp_path / "bundle"
+    (bundle / "encoder").mkdir(parents=True)
+    (bundle / "encoder" / "model.onnx").write_bytes(b"onnx")
+    update_manifest(bundle, "dev", "encoder", {"note": "from the sibling tool"},
+                    {"encoder/model.onnx": {"kind": "onnx", "role": "embedding"}})
+    return bundle
+
+
+def snapshot(bundle):
+    return {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+
+
+def assert_bundle_kept(bundle, before):
+    assert snapshot(bundle) == before  # no temp dir, no llm/, manifest untouched
+    assert "llm" not in load_manifest(bundle)["sections"]
 
 
 def assert_failed_cleanly(result, out_dir, *fragments):
@@ -88,19 +108,39 @@ def test_unknown_type_name(model, tmp_path):
     assert_failed_cleanly(result, tmp_path / "out", "q3_k_xs", "q4_k_m")
 
 
+def test_unreadable_sign_key_is_refused_before_anything_is_written(model, sibling_bundle, tmp_path):
+    before = snapshot(sibling_bundle)
+    key = tmp_path / "vendor.key"
+    key.write_text("not a key\n")
+    result = run_llm(model, sibling_bundle, "--sign-key", str(key))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "vendor.key" in result.output and "PKCS#8" in result.output, result.output
+    assert_bundle_kept(sibling_bundle, before)
+
+
+def test_bundle_of_another_profile_is_left_untouched(model, sibling_bundle):
+    before = snapshot(sibling_bundle)
+    result = run_llm(model, sibling_bundle, profile="mini-avx2")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "bundle is for profile 'dev'" in result.output and "'mini-avx2'" in result.output, result.output
+    assert_bundle_kept(sibling_bundle, before)
+
+
+def test_empty_eval_text(model, tmp_path):
+    empty = tmp_path / "eval.txt"
+    empty.write_text("  \n")
+    assert_failed_cleanly(run_llm(model, tmp_path / "out", "--eval-text", str(empty)), tmp_path / "out",
+                          "--eval-text", "eval.txt", "only white space")
+
+
 def _limit_file_size() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit then fail with EFBIG, like a full disk
     resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
 
-def test_disk_filling_during_write_publishes_nothing_and_keeps_the_bundle(model, tmp_path):
-    bundle = tmp_path / "bundle"
-    bundle.mkdir()
-    (bundle / "encoder").mkdir()
-    (bundle / "encoder" / "model.onnx").write_bytes(b"onnx")
-    update_manifest(bundle, "dev", "encoder", {"note": "from the sibling tool"},
-                    {"encoder/model.onnx": {"kind": "onnx", "role": "embedding"}})
-    before = {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
+def test_disk_filling_during_write_publishes_nothing_and_keeps_the_bundle(model, sibling_bundle):
+    bundle = sibling_bundle
+    before = snapshot(bundle)
     command = [sys.executable, "-m", "orbox", "quantize", "llm", "--model", str(model), "--profile", "dev",
                "--out", str(bundle), "--types", "q8_0"]
     child = subprocess.run(command, capture_output=True, text=True, preexec_fn=_limit_file_size,
@@ -108,7 +148,4 @@ def test_disk_filling_during_write_publishes_nothing_and_keeps_the_bundle(model,
     assert child.returncode == 1, child.stderr
     assert "cannot write GGUF" in child.stderr and "nothing was published" in child.stderr
     assert "Traceback" not in child.stderr
-    after = {p: p.read_bytes() for p in bundle.rglob("*") if p.is_file()}
-    assert after == before  # no temp dir, no llm/, manifest untouched
-    assert "llm" not in load_manifest(bundle)["sections"]
-    assert (bundle / MANIFEST_NAME).is_file()
+    assert_bundle_kept(bundle, before)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import pytest
 from click.testing import CliRunner
@@ -116,12 +117,19 @@ def test_failed_gate_publishes_nothing_and_reports_why(trained, tmp_path):
     assert not out.exists()
 
 
-def test_planner_chooses_the_type_when_types_are_not_given(trained, tmp_path):
-    out = tmp_path / "planned"
-    result = build(trained, out)
+def test_planner_chooses_the_type_and_a_rerun_replaces_our_earlier_files(trained, bundle, tmp_path):
+    from hw_profiles import load_profile, plan_llm
+
+    out = shutil.copytree(bundle, tmp_path / "replanned")
+    result = build(trained, out, "--context", "512")
     assert result.exit_code == 0, result.output
-    section = load_manifest(out)["sections"]["llm"]
-    plan = section["record"]["plan"]
-    assert section["record"]["parameters"]["types_from"] == "planner"
-    assert [e["quant_type"] for e in load_manifest(out)["artifacts"].values()] == [plan["chosen_type"]]
-    assert json.dumps(plan)  # rows with bytes per type are recorded
+    manifest = load_manifest(out)
+    record = manifest["sections"]["llm"]["record"]
+    expected = plan_llm(json.loads((trained / "config.json").read_text()), load_profile("dev"), 512)
+    assert record["parameters"]["types_from"] == "planner"
+    assert record["plan"]["chosen_type"] == expected.chosen_type and record["plan"]["context"] == 512
+    assert {row["type"] for row in record["plan"]["rows"]} == {row.gguf_type for row in expected.rows}
+    assert [e["quant_type"] for e in manifest["artifacts"].values()] == [expected.chosen_type]
+    # The four files of the earlier run are gone; the old signature no longer covers the manifest.
+    assert [p.name for p in (out / "llm").iterdir()] == [f"clinical-tiny-{expected.chosen_type}.gguf"]
+    assert not (out / "manifest.json.sig").exists() and verify_bundle(out) == []

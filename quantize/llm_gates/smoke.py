@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from quantize.llm_gates.runtime import is_end_of_generation, open_llama
 SMOKE_MESSAGES = [{"role": "user", "content": "When should the urinary catheter be removed?"}]
 
 
-def greedy(llm, prompt: list[int], max_new: int) -> tuple[list[int], bool]:
+def greedy(llm: Any, prompt: list[int], max_new: int) -> tuple[list[int], bool]:
     """Argmax decoding; returns the new ids and whether an end-of-generation token ended it."""
     llm.reset()
     llm.eval(prompt)

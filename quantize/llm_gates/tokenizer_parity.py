@@ -66,7 +66,8 @@ def render_native(template: str, messages: list[dict[str, str]]) -> str | None:
         size = written
 
 
-def _hf_chat_ids(hf: Any, messages: list[dict[str, str]]) -> list[int]:
+def hf_chat_ids(hf: Any, messages: list[dict[str, str]]) -> list[int]:
+    """The HF tokenizer's ids for a chat prompt (with the generation prompt), as a plain list."""
     ids = hf.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
     return list(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
 
@@ -104,7 +105,7 @@ def tokenizer_parity_gate(gguf_path: Path, model_dir: Path) -> GateResult:
             problems.append(f"chat rendering differs: HF {expected_text[:80]!r}, llama.cpp {native[:80]!r}")
             continue
         found = llm.tokenize(native.encode("utf-8"), add_bos=True, special=True)
-        expected = _hf_chat_ids(hf, messages)
+        expected = hf_chat_ids(hf, messages)
         bos_count = found.count(bos_id) if bos_id is not None else 0
         max_bos = max(max_bos, bos_count)
         if found != expected:
