@@ -93,13 +93,16 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, 
 
 
 def test_orphans_die_with_a_killed_supervisor(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
-    config = site_config(tmp_path, supervisor={"workers": ["llm"], "critical_workers": ["llm"]})
+    config = site_config(tmp_path, supervisor={"workers": ["video", "llm"]})
     serve = subprocess.Popen([sys.executable, "-m", "orbox", "serve", "--profile", "dev", "--bundle",
-                              str(tiny_bundle), "--config", str(config)], stderr=subprocess.DEVNULL)
+                              str(tiny_bundle), "--config", str(config), "--video-source", "/dev/video98"],
+                             stderr=subprocess.DEVNULL)
     try:
         status = wait_for(lambda: (s := _read_status(tmp_path / "state" / "status.json")) and s["ready"] and s,
                           60, "the supervisor to be ready")
-        pid = status["workers"][0]["pid"]
+        video, llm = status["workers"]
+        assert video["state"] == "failed" and video["detail"].startswith("capture device /dev/video98: not found")
+        pid = llm["pid"]
         serve.kill()
         serve.wait(10)
         wait_for(lambda: not pid_alive(pid), 5, "the llm worker to die with its supervisor")
