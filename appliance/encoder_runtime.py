@@ -132,7 +132,7 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 class _OrtBackend:
-    def __init__(self, model_path: Path, threads: int, providers: list[str] | None):
+    def __init__(self, model_path: Path, threads: int, providers: list[str] | None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -150,7 +150,7 @@ class _OrtBackend:
 
 
 class _OpenVinoBackend:
-    def __init__(self, model_path: Path, threads: int, device: str):
+    def __init__(self, model_path: Path, threads: int, device: str) -> None:
         import openvino as ov
 
         core = ov.Core()
@@ -167,7 +167,7 @@ class Encoder:
 
     def __init__(self, role_dir: str | Path, model_path: str | Path | None = None, *, backend: str = "onnxruntime",
                  threads: int = 1, providers: list[str] | None = None, device: str = "CPU",
-                 sha256: str | None = None):
+                 sha256: str | None = None) -> None:
         from tokenizers import Tokenizer
 
         root = Path(role_dir)

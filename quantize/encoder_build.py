@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from appliance.encoder_runtime import Encoder
+from appliance.encoder_runtime import Encoder, l2_normalize, pool
 from quantize.encoder_calibration import CalibrationItem, default_calibration, load_calibration
 from quantize.encoder_evalset import GATE_SENTENCES, RERANK_QUERIES, RETRIEVAL_DOCUMENTS
 from quantize.encoder_export import export_onnx, fuse_onnx, load_hf_tokenizer, write_runtime_files
@@ -165,8 +165,6 @@ def export_parity(source: EncoderSource, tokenizer: Any, fp32: Encoder) -> dict[
     """Gate: the box's tokenizer gives the HF token ids, and the ONNX graph gives PyTorch's numbers."""
     import torch
     from transformers import AutoModel, AutoModelForSequenceClassification
-
-    from appliance.encoder_runtime import l2_normalize, pool
 
     texts = [t.strip() for t in GATE_SENTENCES]
     pairs = [(RERANK_QUERIES[0], doc.strip()) for doc in RETRIEVAL_DOCUMENTS]

@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def fuse_onnx(export_path: Path, out_path: Path, source: EncoderSource) -> Path:
 
 
 @contextlib.contextmanager
-def quiet():
+def quiet() -> Iterator[None]:
     """Exporters print warnings and progress of their own; keep the CLI's output to our progress bar."""
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)

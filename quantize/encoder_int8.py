@@ -109,7 +109,7 @@ def with_exclusions(recipe: Int8Recipe, nodes: list[str]) -> Int8Recipe:
 class _FeedReader:
     """onnxruntime CalibrationDataReader over pre-tokenized feeds."""
 
-    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
         self._feeds = feeds
         self._iter: Iterator[dict[str, np.ndarray]] = iter(feeds)
 

@@ -16,17 +16,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 OUTLIER_SUFFIX = "/orbox_outlier_fp32"
 MAX_CHANNELS = 8
 
 
-def weight_consumers(graph) -> dict[str, list]:
+def weight_consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
     """input tensor -> MatMul nodes that multiply it by a 2-D constant weight (the quantizable ones)."""
     initializers = {init.name: init for init in graph.initializer}
-    groups: dict[str, list] = defaultdict(list)
+    groups: dict[str, list[onnx.NodeProto]] = defaultdict(list)
     for node in graph.node:
         if node.op_type == "MatMul" and node.input[1] in initializers and len(initializers[node.input[1]].dims) == 2:
             groups[node.input[0]].append(node)
