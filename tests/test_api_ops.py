@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 
@@ -132,9 +134,10 @@ def test_deadline_and_client_disconnect_cancel_generation(api_server: Server) ->
 
 
 def test_full_queue_answers_503_and_high_priority_devices_go_first(api_bundle, tmp_path) -> None:  # noqa: F811
-    with serve(api_bundle, tmp_path, http={"max_waiting": 2}) as server:
+    patient = {"stall_timeout_s": 60.0, "liveness_timeout_s": 60.0}  # the LLM worker is frozen on purpose
+    with serve(api_bundle, tmp_path, http={"max_waiting": 2}, supervisor=patient) as server:
         results: dict[str, tuple[int, float]] = {}
-        body = {"model": LLM_MODEL, "prompt": "Report", "max_tokens": 1900}  # ~0.5 s each on the tiny model
+        body = {"model": LLM_MODEL, "prompt": "Report", "max_tokens": 32}
 
         def call(name: str, device: str) -> None:
             with server.client(device) as client:
@@ -143,20 +146,26 @@ def test_full_queue_answers_503_and_high_priority_devices_go_first(api_bundle, t
             if response.status_code == 503:
                 results[name + "-retry"] = (int(response.headers["retry-after"]), 0)
 
-        # the dev profile runs 2 sequences; 2 more wait; a fifth is refused at once
-        threads = [threading.Thread(target=call, args=(f"busy{i}", "tablet")) for i in range(2)]
-        for thread in threads:
-            thread.start()
-        with server.client() as client:
-            wait_for(lambda: client.get("/api/status").json()["api"]["admission_running"] == 2, 10, "2 running")
-        waiting = [threading.Thread(target=call, args=("normal", "tablet")),
-                   threading.Thread(target=call, args=("high", "tower"))]
-        for thread in waiting:
-            thread.start()
-            time.sleep(0.1)
-        with server.client() as client:
-            wait_for(lambda: client.get("/api/status").json()["api"]["admission_waiting"] == 2, 10, "2 waiting")
-        call("refused", "tablet")
+        def api_status() -> dict:
+            with server.client() as client:
+                return client.get("/api/status").json()
+
+        llm_pid = next(w["pid"] for w in api_status()["workers"] if w["name"] == "llm")
+        os.kill(llm_pid, signal.SIGSTOP)  # requests now hold their slots until SIGCONT
+        try:
+            # the dev profile runs 2 sequences; 2 more wait; a fifth is refused at once
+            threads = [threading.Thread(target=call, args=(f"busy{i}", "tablet")) for i in range(2)]
+            for thread in threads:
+                thread.start()
+            wait_for(lambda: api_status()["api"]["admission_running"] == 2, 10, "2 running")
+            waiting = [threading.Thread(target=call, args=("normal", "tablet")),
+                       threading.Thread(target=call, args=("high", "tower"))]
+            for queued, thread in enumerate(waiting, start=1):
+                thread.start()  # "normal" queues first, "high" second
+                wait_for(lambda n=queued: api_status()["api"]["admission_waiting"] == n, 10, f"{queued} waiting")
+            call("refused", "tablet")
+        finally:
+            os.kill(llm_pid, signal.SIGCONT)
         for thread in threads + waiting:
             thread.join(60)
     assert results["refused"][0] == 503 and results["refused-retry"][0] >= 1

@@ -118,9 +118,13 @@ class _Server:
         from appliance.api.keys import KeyStore
 
         self.key = KeyStore(work / "keys.json").add("bench")
+        zone = work / "sys" / "thermal_zone0"  # a cool board: the bench measures serving, not throttling
+        zone.mkdir(parents=True)
+        (zone / "temp").write_text("40000\n")
         config = work / "site.toml"
         config.write_text(f'[supervisor]\nstate_dir = "{work / "state"}"\nworkers = ["llm"]\n'
-                          'critical_workers = ["llm"]\n\n[thermal]\nuse_psutil = false\n')
+                          f'critical_workers = ["llm"]\n\n[thermal]\nsysfs_root = "{work / "sys"}"\n'
+                          'use_psutil = false\n')
         self.log = open(work / "serve.log", "w+")  # closed in stop()
         self.process = subprocess.Popen([sys.executable, "-m", "orbox", "serve", "--profile", profile, "--bundle",
                                          str(bundle), "--config", str(config), "--port", "0", "--keys",

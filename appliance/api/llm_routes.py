@@ -29,7 +29,7 @@ from appliance.clients import TokenStream, Unavailable
 
 router = APIRouter()
 _STATUS_OF_CODE = {"context_length_exceeded": 400, "invalid_request": 400, "worker_lost": 503,
-                   "worker_unavailable": 503, "worker_stopping": 503}
+                   "worker_unavailable": 503, "worker_stopping": 503, "deadline_exceeded": 504}
 _CLIENT_CLOSED = 499  # nginx's convention for "the client went away"; recorded in the audit log only
 
 
@@ -215,8 +215,7 @@ async def _collect(ctx: ApiContext, request: Request, generation: Generation, fi
     finally:
         watcher.cancel()
     if last["type"] == "error":
-        error = _worker_error(last) if last.get("code") != "deadline_exceeded" else \
-            ApiError(504, last["message"], code="deadline_exceeded")
+        error = _worker_error(last)
         ctx.recorder.finish(record, error.status, error=error.code, completion_tokens=record.tokens)
         return error.response({"X-Request-Id": record.id})
     reason = generation.finish_reason
@@ -267,8 +266,7 @@ async def _sse(generation: Generation, first: dict[str, Any], events: AsyncItera
                 yield _sse_line(generation.body([], chunk=True, usage=generation.usage()))
             break
         else:
-            error = _worker_error(event) if event.get("code") != "deadline_exceeded" else \
-                ApiError(504, event["message"], code="deadline_exceeded")
+            error = _worker_error(event)
             generation.status, generation.outcome = error.status, {"error": error.code}
             yield _sse_line(error.body())
             break
