@@ -70,24 +70,37 @@ def _read_json(path: Path) -> Any:
         raise EncoderRuntimeError(f"{path}: not valid JSON ({exc})") from exc
 
 
+def _read_object(path: Path) -> dict[str, Any]:
+    document = _read_json(path)
+    if not isinstance(document, dict):
+        raise EncoderRuntimeError(f"{path}: expected a JSON object, found {type(document).__name__}")
+    return document
+
+
 def read_settings(role_dir: str | Path) -> EncoderSettings:
     """Parse encoder.json and the carried sentence-transformers files of one role directory."""
     root = Path(role_dir)
-    meta = _read_json(root / "encoder.json")
-    if not isinstance(meta, dict) or meta.get("format") != ENCODER_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    meta = _read_object(root / "encoder.json")
+    if meta.get("format") != ENCODER_FORMAT:
         raise EncoderRuntimeError(
-            f"{root / 'encoder.json'}: field 'format' must be {ENCODER_FORMAT!r}, found {found!r}"
+            f"{root / 'encoder.json'}: field 'format' must be {ENCODER_FORMAT!r}, found {meta.get('format')!r}"
         )
-    st_config = _read_json(root / "sentence_bert_config.json")
+    if meta.get("task") not in ROLES:
+        raise EncoderRuntimeError(
+            f"{root / 'encoder.json'}: field 'task' must be one of {', '.join(ROLES)}, found {meta.get('task')!r}"
+        )
+    st_config = _read_object(root / "sentence_bert_config.json")
     modes: tuple[str, ...] = ()
     normalize = False
     if meta.get("task") == "embedding":
-        pooling = _read_json(root / "1_Pooling" / "config.json")
+        pooling = _read_object(root / "1_Pooling" / "config.json")
         modes = tuple(mode for mode in POOLING_ORDER if pooling.get(f"pooling_mode_{mode}"))
         if not modes:
             raise EncoderRuntimeError(f"{root / '1_Pooling' / 'config.json'}: no supported pooling mode enabled")
-        normalize = any(module.get("type") == NORMALIZE_MODULE for module in _read_json(root / "modules.json"))
+        modules = _read_json(root / "modules.json")
+        if not isinstance(modules, list) or not all(isinstance(module, dict) for module in modules):
+            raise EncoderRuntimeError(f"{root / 'modules.json'}: expected a list of module objects, found {modules!r}")
+        normalize = any(module.get("type") == NORMALIZE_MODULE for module in modules)
     try:
         return EncoderSettings(
             task=meta["task"],
@@ -105,6 +118,8 @@ def read_settings(role_dir: str | Path) -> EncoderSettings:
         )
     except KeyError as exc:
         raise EncoderRuntimeError(f"{root}: encoder settings lack field {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
+        raise EncoderRuntimeError(f"{root}: encoder settings hold a value of the wrong type ({exc})") from exc
 
 
 def pool(hidden: np.ndarray, mask: np.ndarray, modes: tuple[str, ...]) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from encoder_data.fixtures import minilm, tiny_bert  # noqa: F401 - fixtures
+from encoder_data.fixtures import minilm, tiny_bert, tiny_reranker  # noqa: F401 - fixtures
 
 from appliance import encoder_runtime
 from appliance.encoder_runtime import Encoder, EncoderRuntimeError, load_encoder
@@ -62,6 +63,22 @@ def test_tiny_bert_matches_sentence_transformers(tiny_bert, tmp_path):  # noqa: 
     assert encoder.embed([]).shape == (0, 64)
 
 
+def test_tiny_xlmr_reranker_matches_sentence_transformers_cross_encoder(tiny_reranker, tmp_path):  # noqa: F811
+    from sentence_transformers import CrossEncoder
+
+    source = inspect_encoder(tiny_reranker)
+    write_runtime_files(source, tmp_path / "reranker", load_hf_tokenizer(source), openvino=False)
+    encoder = Encoder(tmp_path / "reranker", export_onnx(source, tmp_path / "work"))
+    query, docs = "术后镇痛 postoperative pain", list(GATE_SENTENCES)
+    reference = CrossEncoder(str(tiny_reranker), device="cpu").predict([(query, doc) for doc in docs])
+    ours = encoder.rerank(query, docs)
+    assert ours.shape == (len(docs),) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
+    assert np.ptp(reference) > 1e-3  # the scores differ between documents, so the comparison means something
+    with pytest.raises(EncoderRuntimeError, match="cannot embed"):
+        encoder.embed(["x"])
+
+
 def test_embedding_model_refuses_rerank(minilm_fp32):
     encoder = Encoder(*minilm_fp32)
     with pytest.raises(EncoderRuntimeError, match="cannot rerank"):
@@ -108,6 +125,23 @@ def test_box_loader_runs_with_torch_transformers_and_quantize_unimportable(minil
     assert result.stdout.startswith("(2, 384)")
     expected = Encoder(*minilm_fp32).embed(["腹腔镜胆囊切除术", "laparoscopy"])
     assert float(result.stdout.split()[-1]) == pytest.approx(float(expected[0] @ expected[1]), abs=1e-6)
+
+
+@pytest.mark.parametrize(("name", "change", "message"), [
+    ("encoder.json", lambda doc: [doc], r"encoder.json: expected a JSON object, found list"),
+    ("encoder.json", lambda doc: {**doc, "task": "classifier"}, r"encoder.json: field 'task' must be one of"),
+    ("encoder.json", lambda doc: {**doc, "dim": "wide"}, r"embedding: encoder settings hold a value of the wrong"),
+    ("1_Pooling/config.json", lambda doc: [doc], r"1_Pooling/config.json: expected a JSON object"),
+    ("modules.json", lambda doc: {"modules": doc}, r"modules.json: expected a list of module objects"),
+    ("sentence_bert_config.json", lambda doc: {}, r"lack field 'max_seq_length'"),
+])
+def test_malformed_runtime_settings_name_the_file(minilm_fp32, tmp_path, name, change, message):
+    role_dir = tmp_path / "embedding"
+    shutil.copytree(minilm_fp32[0], role_dir)
+    path = role_dir / name
+    path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    with pytest.raises(EncoderRuntimeError, match=message):
+        Encoder(role_dir, minilm_fp32[1])
 
 
 def test_load_encoder_without_manifest_is_a_clear_error(tmp_path):
