@@ -41,6 +41,7 @@ def test_chat_non_streaming_is_traceable(api_server: Server) -> None:  # noqa: F
     choice = completion.choices[0]
     assert choice.message.role == "assistant" and choice.finish_reason == "length"
     assert completion.usage.completion_tokens == 12 and choice.message.content
+    assert completion.usage.prompt_tokens > 10 and completion.usage.total_tokens == completion.usage.prompt_tokens + 12
 
 
 def test_chat_streaming_matches_non_streaming_and_ends_with_done(api_server: Server) -> None:  # noqa: F811

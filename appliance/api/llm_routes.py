@@ -65,6 +65,7 @@ class Generation:
         self.finish_reason: str | None = None
         self.stream: TokenStream | None = None
         self.text: list[str] = []
+        self.worker_usage: dict[str, int] = {}
         self.slot: contextlib.AsyncExitStack | None = None
         self.status, self.outcome = _CLIENT_CLOSED, {}
         self._closed = False
@@ -76,7 +77,7 @@ class Generation:
         self._closed = True
         if self.stream is not None and not self.stream.finished:
             self.stream.cancel()
-        self.ctx.recorder.finish(self.record, self.status, completion_tokens=self.record.tokens, **self.outcome)
+        self.ctx.recorder.finish(self.record, self.status, completion_tokens=self.completion_tokens, **self.outcome)
         if self.slot is not None:
             await self.slot.aclose()
 
@@ -103,12 +104,19 @@ class Generation:
                 self.text.append(event["text"])
             elif event["type"] == "done":
                 self.finish_reason = event.get("finish_reason") or "stop"
+                self.worker_usage = event.get("usage") or {}
+                self.record.set(prompt_tokens=self.worker_usage.get("prompt_tokens"))
             yield event
 
+    @property
+    def completion_tokens(self) -> int:
+        """The worker's token count (text events can merge tokens, e.g. around a held-back stop string)."""
+        return int(self.worker_usage.get("completion_tokens", self.record.tokens))
+
     def usage(self) -> dict[str, int]:
-        prompt = int(self.record.fields.get("prompt_tokens") or 0)
-        return {"prompt_tokens": prompt, "completion_tokens": self.record.tokens,
-                "total_tokens": prompt + self.record.tokens}
+        prompt = int(self.worker_usage.get("prompt_tokens") or 0)
+        return {"prompt_tokens": prompt, "completion_tokens": self.completion_tokens,
+                "total_tokens": prompt + self.completion_tokens}
 
     # ------------------------------------------------------------------ shapes
 
@@ -216,11 +224,11 @@ async def _collect(ctx: ApiContext, request: Request, generation: Generation, fi
         watcher.cancel()
     if last["type"] == "error":
         error = _worker_error(last)
-        ctx.recorder.finish(record, error.status, error=error.code, completion_tokens=record.tokens)
+        ctx.recorder.finish(record, error.status, error=error.code, completion_tokens=generation.completion_tokens)
         return error.response({"X-Request-Id": record.id})
     reason = generation.finish_reason
     status = _CLIENT_CLOSED if reason == "cancelled" else 200
-    ctx.recorder.finish(record, status, completion_tokens=record.tokens, finish_reason=reason)
+    ctx.recorder.finish(record, status, completion_tokens=generation.completion_tokens, finish_reason=reason)
     text = "".join(generation.text)
     body = generation.body([generation._choice(text, generation._finish(reason), final=True)], chunk=False,
                            usage=generation.usage())
