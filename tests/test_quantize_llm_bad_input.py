@@ -126,6 +126,20 @@ def test_bundle_of_another_profile_is_left_untouched(model, sibling_bundle):
     assert_bundle_kept(sibling_bundle, before)
 
 
+@pytest.mark.parametrize(("toml", "fragments"), [
+    ("[kld_max]\nq4_km = 0.01\n", ["[kld_max]", "'q4_km'", "q4_k_m"]),
+    ("kld_min_tokens = -5\n", ["kld_min_tokens", "greater than 0", "-5"]),
+    ("[top1_min]\nq8_0 = true\n", ["[top1_min]", "positive numbers", "True"]),
+    ("kld_max = 3\n", ["[kld_max]", "table", "3"]),
+    ("smoke_max_new_tokens = \n", ["thresholds.toml", "cannot read"]),
+])
+def test_bad_thresholds_file(model, tmp_path, toml, fragments):
+    path = tmp_path / "thresholds.toml"
+    path.write_text(toml)
+    assert_failed_cleanly(run_llm(model, tmp_path / "out", "--thresholds", str(path)), tmp_path / "out",
+                          "thresholds.toml", *fragments)
+
+
 def test_empty_eval_text(model, tmp_path):
     empty = tmp_path / "eval.txt"
     empty.write_text("  \n")

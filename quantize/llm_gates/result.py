@@ -59,11 +59,20 @@ def load_thresholds(path: str | Path | None) -> Thresholds:
             raise ValueError(f"{path}: unknown threshold {key!r}; expected one of {sorted(known)}")
         default = known[key]
         if isinstance(default, dict):
-            if not isinstance(value, dict) or not all(isinstance(v, int | float) for v in value.values()):
-                raise ValueError(f"{path}: [{key}] must be a table of numbers per type, found {value!r}")
+            if not isinstance(value, dict) or not all(_positive_number(v) for v in value.values()):
+                raise ValueError(f"{path}: [{key}] must be a table of positive numbers per type, found {value!r}")
+            unknown = sorted(set(k.lower() for k in value) - set(default))
+            if unknown:  # a typo must not leave the intended type on its default silently
+                raise ValueError(f"{path}: [{key}] has unknown type(s) {unknown}; expected some of {sorted(default)}")
             getattr(thresholds, key).update({k.lower(): float(v) for k, v in value.items()})
         elif type(value) is not type(default) and not (isinstance(default, float) and isinstance(value, int)):
             raise ValueError(f"{path}: {key} must be a {type(default).__name__}, found {value!r}")
+        elif not isinstance(default, bool) and not _positive_number(value):
+            raise ValueError(f"{path}: {key} must be greater than 0, found {value!r}")
         else:
             setattr(thresholds, key, value)
     return thresholds
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
