@@ -29,7 +29,7 @@ from orbox.artifacts import file_digest
 from quantize.checkpoint import CheckpointError, input_files, load_config
 from quantize.corpus import corpus_text
 from quantize.llm_arch import read_hparams, required_keys
-from quantize.llm_convert import ConversionResult, checkpoint_bytes, convert_checkpoint
+from quantize.llm_convert import ConversionResult, OutputError, checkpoint_bytes, convert_checkpoint
 from quantize.llm_gates import Thresholds
 from quantize.llm_quantize import QUANT_FTYPES, quantize_gguf, type_histogram
 from quantize.manifest import (
@@ -146,7 +146,8 @@ def _raise_on_failures(gates: dict[str, Any]) -> None:
 
 
 def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: ByteProgress) -> LlmBuildResult:
-    """Build, gate and publish. Raises CheckpointError / LlmBuildError / OutputError / BundleError."""
+    """Build, gate and publish. Raises CheckpointError / LlmBuildError / OutputError / BundleError;
+    any other OSError while writing the bundle becomes an OutputError naming the path."""
     from hw_profiles import ProfileError, load_profile
 
     model_dir = options.model_dir
@@ -169,16 +170,21 @@ def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: BytePro
     record_sha = hashlib.sha256(canonical_json(record)).hexdigest()
 
     created = not options.out_dir.exists()
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix=".llm-build-", dir=options.out_dir))
+    build_dir = None
     try:
+        options.out_dir.mkdir(parents=True, exist_ok=True)
+        build_dir = Path(tempfile.mkdtemp(prefix=".llm-build-", dir=options.out_dir))
         result = _build_in(build_dir, options, types, record, record_sha, eval_text, stage, byte_progress)
         _remove_replaced(options.out_dir, previous, result.manifest)
-    except BaseException:
-        shutil.rmtree(build_dir, ignore_errors=True)
+    except BaseException as exc:
+        if build_dir is not None:
+            shutil.rmtree(build_dir, ignore_errors=True)
         if created:
             with contextlib.suppress(OSError):
                 options.out_dir.rmdir()
+        if isinstance(exc, OSError):
+            where = exc.filename or options.out_dir
+            raise OutputError(f"--out {options.out_dir}: cannot write {where} ({exc.strerror or exc})") from exc
         raise
     shutil.rmtree(build_dir, ignore_errors=True)
     return result

@@ -140,6 +140,14 @@ def test_bad_thresholds_file(model, tmp_path, toml, fragments):
                           "thresholds.toml", *fragments)
 
 
+def test_out_under_a_file(model, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = run_llm(model, tmp_path / "afile" / "bundle")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "--out" in result.output and "afile/bundle" in result.output and "Not a directory" in result.output
+    assert (tmp_path / "afile").read_text() == "x"
+
+
 def test_empty_eval_text(model, tmp_path):
     empty = tmp_path / "eval.txt"
     empty.write_text("  \n")
