@@ -61,10 +61,13 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
 
     bars: list[tqdm] = []
 
-    def byte_progress(label: str, total: int) -> Callable[[int], bool | None]:
-        bar = tqdm(total=total, desc=label, unit="B", unit_scale=True, leave=False, file=sys.stderr)
+    def progress_bar(label: str, total: int, **units: Any) -> Callable[[int], bool | None]:
+        bar = tqdm(total=total, desc=label, leave=False, file=sys.stderr, **units)
         bars.append(bar)
         return bar.update
+
+    def byte_progress(label: str, total: int) -> Callable[[int], bool | None]:
+        return progress_bar(label, total, unit="B", unit_scale=True)
 
     def stage(message: str) -> None:
         for bar in bars:
@@ -73,7 +76,7 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
         click.echo(f"[orbox] {message}", err=True)
 
     try:
-        result = run_llm_build(options, stage, byte_progress)
+        result = run_llm_build(options, stage, byte_progress, progress_bar)
     except LlmBuildError as exc:
         stage("FAILED")
         _print_gates(exc.gates)

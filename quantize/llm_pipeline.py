@@ -77,7 +77,12 @@ class LlmBuildResult:
 
 
 Stage = Callable[[str], None]
-ByteProgress = Callable[[str, int], Callable[[int], None]]
+# progress(label, total) opens a bar and returns its advance(n); bytes for conversion, steps for the gates.
+Progress = Callable[[str, int], Callable[[int], Any]]
+
+
+def _no_progress(label: str, total: int) -> Callable[[int], None]:
+    return lambda n: None
 
 
 def tool_versions() -> dict[str, str]:
@@ -145,7 +150,8 @@ def _raise_on_failures(gates: dict[str, Any]) -> None:
         raise LlmBuildError(f"gate(s) failed: {', '.join(sorted(set(failed)))}; nothing was published", gates)
 
 
-def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: ByteProgress) -> LlmBuildResult:
+def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: Progress,
+                  step_progress: Progress = _no_progress) -> LlmBuildResult:
     """Build, gate and publish. Raises CheckpointError / LlmBuildError / OutputError / BundleError;
     any other OSError while writing the bundle becomes an OutputError naming the path."""
     from hw_profiles import ProfileError, load_profile
@@ -174,7 +180,8 @@ def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: BytePro
     try:
         options.out_dir.mkdir(parents=True, exist_ok=True)
         build_dir = Path(tempfile.mkdtemp(prefix=".llm-build-", dir=options.out_dir))
-        result = _build_in(build_dir, options, types, record, record_sha, eval_text, stage, byte_progress)
+        result = _build_in(build_dir, options, types, record, record_sha, eval_text, stage, byte_progress,
+                           step_progress)
         _remove_replaced(options.out_dir, previous, result.manifest)
     except BaseException as exc:
         if build_dir is not None:
@@ -213,13 +220,14 @@ def _remove_replaced(out_dir: Path, previous: dict[str, Any] | None, manifest: d
 
 
 def _convert(model_dir: Path, target: Path, out_type: str, record_sha: str,
-             byte_progress: ByteProgress) -> ConversionResult:
+             byte_progress: Progress) -> ConversionResult:
     advance = byte_progress(f"convert {out_type}", checkpoint_bytes(model_dir))
     return convert_checkpoint(model_dir, target, out_type, {RECORD_KEY: record_sha}, advance)
 
 
 def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], record: dict[str, Any],
-              record_sha: str, eval_text: str, stage: Stage, byte_progress: ByteProgress) -> LlmBuildResult:
+              record_sha: str, eval_text: str, stage: Stage, byte_progress: Progress,
+              step_progress: Progress) -> LlmBuildResult:
     from quantize.llm_gates.converter_parity import converter_parity_gate
     from quantize.llm_gates.quantization import quantization_gate, reference_logprobs, score_type, windows
     from quantize.llm_gates.runtime import open_llama
@@ -246,9 +254,11 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
     expected_meta = {RECORD_KEY: record_sha}
     gates: dict[str, Any] = {"structural": {}, "smoke": {}}
     stage("gate: structural")
-    for name, path in [("reference-f32", reference), *outputs.items()]:
+    checked = [("reference-f32", reference), *outputs.items()]
+    advance = step_progress("structural: tensors", len(checked) * len(converted.tensor_names))
+    for name, path in checked:
         gates["structural"][name] = structural_gate(path, required_keys(arch), converted.tensor_names,
-                                                    expected_meta).as_dict()
+                                                    expected_meta, advance).as_dict()
     stage("gate: tokenizer parity")
     gates["tokenizer_parity"] = tokenizer_parity_gate(reference, model_dir).as_dict()
 
@@ -264,8 +274,9 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
         stage(f"gate: quantization KLD over >= {thresholds.kld_min_tokens} tokens")
         window = min(512, converted.hparams.context)
         chunks = windows(stream, window, thresholds.kld_min_tokens)
-        ref_logprobs = reference_logprobs(reference, chunks, build_dir / "reference-logprobs.npy", threads)
-        measured = {t: score_type(outputs[t], chunks, ref_logprobs, threads) for t in quantized}
+        advance = step_progress("KLD: windows", len(chunks) * (1 + len(quantized)))
+        ref_logprobs = reference_logprobs(reference, chunks, build_dir / "reference-logprobs.npy", threads, advance)
+        measured = {t: score_type(outputs[t], chunks, ref_logprobs, threads, advance) for t in quantized}
         scored = ref_logprobs.shape[0] * ref_logprobs.shape[1]
         del ref_logprobs
         gates["quantization"] = quantization_gate(measured, scored, thresholds).as_dict()

@@ -7,7 +7,9 @@ The first quarter of each window is context only and not scored, as llama-perple
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +28,9 @@ def windows(stream: list[int], window: int, min_scored: int) -> list[list[int]]:
     return [cycled[i * window:(i + 1) * window] for i in range(count)]
 
 
-def reference_logprobs(f32_gguf: Path, chunks: list[list[int]], scratch: Path, threads: int) -> np.ndarray:
+def reference_logprobs(f32_gguf: Path, chunks: list[list[int]], scratch: Path, threads: int,
+                       advance: Callable[[int], Any] | None = None) -> np.ndarray:
+    """Log-probabilities of the F32 reference for the scored positions of every window (memory-mapped)."""
     window = len(chunks[0])
     skip = window // 4
     llm = open_llama(f32_gguf, n_ctx=window, threads=threads)
@@ -34,11 +38,15 @@ def reference_logprobs(f32_gguf: Path, chunks: list[list[int]], scratch: Path, t
                                       shape=(len(chunks), window - skip, llm.n_vocab()))
     for i, chunk in enumerate(chunks):
         store[i] = log_softmax(all_logits(llm, chunk)[skip:])
+        if advance is not None:
+            advance(1)
     store.flush()
     return store
 
 
-def score_type(quant_gguf: Path, chunks: list[list[int]], reference: np.ndarray, threads: int) -> tuple[float, float]:
+def score_type(quant_gguf: Path, chunks: list[list[int]], reference: np.ndarray, threads: int,
+               advance: Callable[[int], Any] | None = None) -> tuple[float, float]:
+    """(mean KLD, same-top-1 rate) of one quantized file against the reference log-probabilities."""
     window = len(chunks[0])
     skip = window // 4
     llm = open_llama(quant_gguf, n_ctx=window, threads=threads)
@@ -49,6 +57,8 @@ def score_type(quant_gguf: Path, chunks: list[list[int]], reference: np.ndarray,
         kld_sum += float((np.exp(ref) * (ref - quant)).sum())
         same += int((ref.argmax(-1) == quant.argmax(-1)).sum())
         count += len(ref)
+        if advance is not None:
+            advance(1)
     return kld_sum / count, same / count
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -10,7 +12,8 @@ from quantize.llm_gates.result import GateResult
 
 
 def structural_gate(path: Path, required_keys: list[str], expected_tensors: list[str],
-                    expected_metadata: dict[str, str]) -> GateResult:
+                    expected_metadata: dict[str, str], advance: Callable[[int], Any] | None = None) -> GateResult:
+    """`advance(1)` is called after each tensor's values are checked (they are dequantized one at a time)."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
@@ -32,6 +35,8 @@ def structural_gate(path: Path, required_keys: list[str], expected_tensors: list
         values = dequantize(tensor.data, tensor.tensor_type)
         if not np.isfinite(values).all():
             non_finite.append(tensor.name)
+        if advance is not None:
+            advance(1)
     if non_finite:
         problems.append(f"{path.name}: NaN or Inf in tensors {non_finite}")
     metrics = {"keys": len(reader.fields), "tensors": len(names), "non_finite_tensors": len(non_finite)}
