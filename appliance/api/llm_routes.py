@@ -66,6 +66,8 @@ class Generation:
         self.stream: TokenStream | None = None
         self.text: list[str] = []
         self.worker_usage: dict[str, int] = {}
+        self.expired = False
+        self._token_template: tuple[str, str] | None = None
         self.slot: contextlib.AsyncExitStack | None = None
         self.status, self.outcome = _CLIENT_CLOSED, {}
         self._closed = False
@@ -84,29 +86,35 @@ class Generation:
     # ------------------------------------------------------------------ event source
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Worker events, ending early (with a synthetic error) when the deadline passes."""
+        """Worker events; past the deadline the generation is cancelled and ends with a deadline error.
+
+        One timer per request (not one per token): when it fires the worker is told to cancel, and
+        the worker's closing event is turned into the error.
+        """
         assert self.stream is not None
-        iterator = self.stream.__aiter__()
-        while True:
-            remaining = self.deadline - time.monotonic()
-            try:
-                event = await asyncio.wait_for(anext(iterator), timeout=max(0.0, remaining))
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                self.stream.cancel()
-                yield {"type": "error", "code": "deadline_exceeded",
-                       "message": f"the request's deadline ({self.ctx.settings.deadline_s:g}s or "
-                                  "X-Orbox-Deadline) passed during generation"}
-                return
-            if event["type"] == "token":
-                self.record.token()
-                self.text.append(event["text"])
-            elif event["type"] == "done":
-                self.finish_reason = event.get("finish_reason") or "stop"
-                self.worker_usage = event.get("usage") or {}
-                self.record.set(prompt_tokens=self.worker_usage.get("prompt_tokens"))
-            yield event
+        timer = asyncio.get_running_loop().call_later(max(0.0, self.deadline - time.monotonic()), self._expire)
+        try:
+            async for event in self.stream:
+                if self.expired and event["type"] != "token":
+                    yield {"type": "error", "code": "deadline_exceeded",
+                           "message": f"the request's deadline ({self.ctx.settings.deadline_s:g}s or "
+                                      "X-Orbox-Deadline) passed during generation"}
+                    return
+                if event["type"] == "token":
+                    self.record.token()
+                    self.text.append(event["text"])
+                elif event["type"] == "done":
+                    self.finish_reason = event.get("finish_reason") or "stop"
+                    self.worker_usage = event.get("usage") or {}
+                    self.record.set(prompt_tokens=self.worker_usage.get("prompt_tokens"))
+                yield event
+        finally:
+            timer.cancel()
+
+    def _expire(self) -> None:
+        self.expired = True
+        if self.stream is not None and not self.stream.finished:
+            self.stream.cancel()
 
     @property
     def completion_tokens(self) -> int:
@@ -135,6 +143,17 @@ class Generation:
         if usage is not None:
             body["usage"] = usage
         return body
+
+    def token_chunk(self, text: str) -> bytes:
+        """One SSE token chunk; the JSON around the text is rendered once per request, not per token."""
+        if self._token_template is None:
+            sentinel = "\u0000orbox-text\u0000"
+            rendered = json.dumps(self.body([self._choice(sentinel, None, False)], chunk=True), ensure_ascii=False,
+                                  separators=(",", ":"))
+            head, tail = rendered.split(json.dumps(sentinel, ensure_ascii=False))
+            self._token_template = ("data: " + head, tail + "\n\n")
+        head, tail = self._token_template
+        return (head + json.dumps(text, ensure_ascii=False) + tail).encode()
 
     @staticmethod
     def _finish(reason: str | None) -> str:
@@ -263,7 +282,7 @@ async def _sse(generation: Generation, first: dict[str, Any], events: AsyncItera
     event = first
     while True:
         if event["type"] == "token":
-            yield _sse_line(generation.body([generation._choice(event["text"], None, False)], chunk=True))
+            yield generation.token_chunk(event["text"])
         elif event["type"] == "done":
             reason = generation.finish_reason
             generation.status = _CLIENT_CLOSED if reason == "cancelled" else 200
