@@ -24,7 +24,28 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory):
-    return generate_keypair(tmp_path_factory.mktemp("keys") / "vendor")
+    prefix = tmp_path_factory.mktemp("keys") / "vendor"
+    result = CliRunner().invoke(cli, ["keygen", str(prefix)])
+    assert result.exit_code == 0, result.output
+    return prefix.with_name("vendor.key"), prefix.with_name("vendor.pub")
+
+
+def test_keygen_writes_ed25519_pem_pair_and_never_overwrites(keys):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+    key_path, pub_path = keys
+    assert key_path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
+    assert pub_path.read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")  # SubjectPublicKeyInfo
+    assert key_path.stat().st_mode & 0o777 == 0o600
+    private = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    public = serialization.load_pem_public_key(pub_path.read_bytes())
+    assert isinstance(private, Ed25519PrivateKey) and isinstance(public, Ed25519PublicKey)
+    public.verify(private.sign(b"orbox"), b"orbox")
+    before = key_path.read_bytes()
+    again = CliRunner().invoke(cli, ["keygen", str(key_path.with_suffix(""))])
+    assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
+    assert key_path.read_bytes() == before
 
 
 def build(model_dir, out_dir, *extra):
@@ -49,6 +70,29 @@ def test_bundle_is_signed_and_every_artifact_verifies(bundle, keys):
     assert manifest["created"] == "2023-11-14T22:13:20Z"
     runner = CliRunner().invoke(cli, ["quantize", "verify", str(bundle), "--pubkey", str(keys[1])])
     assert runner.exit_code == 0, runner.output
+
+
+def test_verify_catches_a_changed_file_a_changed_manifest_and_a_foreign_key(bundle, keys, tmp_path):
+    def verify(path, pubkey):
+        return CliRunner().invoke(cli, ["quantize", "verify", str(path), "--pubkey", str(pubkey)])
+
+    tampered = shutil.copytree(bundle, tmp_path / "tampered")
+    gguf = next((tampered / "llm").glob("*q4_k_m.gguf"))
+    data = bytearray(gguf.read_bytes())
+    data[-1] ^= 0x01
+    gguf.write_bytes(bytes(data))
+    result = verify(tampered, keys[1])
+    assert result.exit_code == 1 and f"llm/{gguf.name}: sha256" in result.output, result.output
+
+    edited = shutil.copytree(bundle, tmp_path / "edited")
+    manifest = edited / "manifest.json"
+    manifest.write_bytes(manifest.read_bytes().replace(b'"dev"', b'"mini-avx2"', 1))
+    result = verify(edited, keys[1])
+    assert result.exit_code == 1 and "signature does not match" in result.output, result.output
+
+    _, other_pub = generate_keypair(tmp_path / "other")
+    result = verify(bundle, other_pub)
+    assert result.exit_code == 1 and "signature does not match" in result.output, result.output
 
 
 def test_gguf_metadata_traces_back_to_the_manifest_record(bundle):
