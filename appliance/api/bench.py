@@ -9,7 +9,8 @@ threads, cores, seed, temperature 0), same prompt. Prints, side by side:
   The goals (HTTP >= 0.97 x direct tokens/s, <= 5 ms TTFT overhead) are judged against the box's
   loop: it isolates the process hop and HTTP, while llama-cpp-python's streaming re-detokenizes
   the whole completion per token and is far slower on small models;
-- aggregate tokens/s through HTTP with 1 client vs N concurrent clients (goal: N=4 >= 2 x one).
+- aggregate tokens/s through HTTP with 1 client vs N concurrent clients (goal: N=4 >= 2 x one),
+  beside the ceiling raw llama.cpp reaches when it decodes N sequences per batch on the same cores.
 
 Medians over --runs. The numbers are wall-clock on a shared machine: run it on an idle box.
 """
@@ -102,6 +103,64 @@ def _direct_runs(gguf: Path, profile, runs: int, max_tokens: int) -> tuple[list[
         return results
     finally:
         os.sched_setaffinity(0, previous)
+
+
+def _decode(ctx, batch, items: list[tuple[int, int, int, bool]]) -> None:
+    """One llama_decode of (sequence, token, position, wants logits) items."""
+    import llama_cpp
+
+    batch.n_tokens = 0
+    for seq, token, position, logits in items:
+        i = batch.n_tokens
+        batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, position, 1
+        batch.seq_id[i][0], batch.logits[i] = seq, logits
+        batch.n_tokens += 1
+    if llama_cpp.llama_decode(ctx, batch) != 0:
+        raise click.ClickException("llama_decode failed in the batching probe")
+
+
+def _batched_decode_ceiling(gguf: Path, profile, sequences: int, steps: int = 128) -> dict[int, float]:
+    """Aggregate greedy decode tokens/s of raw llama.cpp batches of 1 and of `sequences` sequences.
+
+    The upper bound continuous batching could reach on this GGUF and core set (no sampling, no
+    detokenization, no IPC): what the 1-vs-N HTTP figure should be judged against.
+    """
+    import llama_cpp
+    import numpy as np
+    from llama_cpp import Llama
+
+    cores = [c for c in profile.cpu.llm_cores if c in os.sched_getaffinity(0)] or sorted(os.sched_getaffinity(0))
+    threads = max(1, min(profile.llm.threads, len(cores)))
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    llm = Llama(model_path=str(gguf), n_ctx=256, n_threads=threads, verbose=False)  # tokenizer and weights
+    prompt = llm.tokenize(PROMPT.encode())
+    rates = {}
+    try:
+        for count in (1, sequences):
+            params = llama_cpp.llama_context_default_params()
+            params.n_ctx, params.n_batch, params.n_ubatch = (len(prompt) + steps + 8) * count, 512, 512
+            params.n_seq_max, params.n_threads, params.n_threads_batch = count, threads, threads
+            ctx = llama_cpp.llama_init_from_model(llm.model, params)
+            batch = llama_cpp.llama_batch_init(max(512, len(prompt) * count), 0, count)
+            try:
+                prefill = [(s, t, p, p == len(prompt) - 1) for s in range(count) for p, t in enumerate(prompt)]
+                _decode(ctx, batch, prefill)
+                rows = [(s + 1) * len(prompt) - 1 for s in range(count)]
+                began = time.perf_counter()
+                for step in range(steps):
+                    nexts = [int(np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, row),
+                                                       shape=(llm.n_vocab(),)).argmax()) for row in rows]
+                    _decode(ctx, batch, [(s, token, len(prompt) + step, True) for s, token in enumerate(nexts)])
+                    rows = list(range(count))
+                rates[count] = count * steps / (time.perf_counter() - began)
+            finally:
+                llama_cpp.llama_batch_free(batch)
+                llama_cpp.llama_free(ctx)
+    finally:
+        llm.close()
+        os.sched_setaffinity(0, previous)
+    return rates
 
 
 def _http_run(client: httpx.Client, model: str, max_tokens: int) -> Run:
@@ -197,6 +256,7 @@ def api_bench(bundle_dir: Path, profile_name: str, max_tokens: int, runs: int, c
     click.echo(f"GGUF {artifact.relpath} ({artifact.entry.get('quant_type')}, sha256 {artifact.sha256[:16]}…), "
                f"profile {profile.name}, {max_tokens} tokens, median of {runs} runs", err=True)
     library, engine = _direct_runs(artifact.path, profile, runs, max_tokens)
+    ceiling = _batched_decode_ceiling(artifact.path, profile, clients)
     with tempfile.TemporaryDirectory(prefix="orbox-api-bench-") as work:
         server = _Server(bundle_dir, profile.name, Path(work))
         try:
@@ -222,6 +282,8 @@ def api_bench(bundle_dir: Path, profile_name: str, max_tokens: int, runs: int, c
                f"   same text as engine: {'yes' if engine[0].text == http[0].text else 'NO'}")
     click.echo(f"{'aggregate tokens/s (HTTP)':28}{'1 client':>18}{f'{clients} clients':>12}{'ratio':>10}")
     click.echo(f"{'':28}{one:18.1f}{many:12.1f}{many / one:10.2f}   (goal >= 2.0)")
+    click.echo(f"{'llama.cpp batched decode':28}{ceiling[1]:18.1f}{ceiling[clients]:12.1f}"
+               f"{ceiling[clients] / ceiling[1]:10.2f}   (ceiling for continuous batching)")
 
 if __name__ == "__main__":
     api_bench()
