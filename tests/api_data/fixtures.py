@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,15 +154,3 @@ def api_server(api_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     """One server per xdist worker, shared by the tests that only read or make requests."""
     with serve(api_bundle, tmp_path_factory.mktemp("api-server")) as server:
         yield server
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def elapsed(since: float) -> float:
-    return time.monotonic() - since
