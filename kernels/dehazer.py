@@ -34,7 +34,7 @@ _KR, _KG, _KB = 0.2126, 0.7152, 0.0722
 class Tuning:
     """Algorithm constants. Defaults were chosen on the synthetic suite (`orbox dehaze eval`)."""
 
-    subsample: int = 4            # grid step s of the fast guided filter and of the statistics
+    subsample: int = 0            # grid step s of the fast guided filter and statistics; 0 = auto
     dark_radius: int = 2          # erosion radius on the grid: a (2r+1)*s = 20 px patch
     omega: float = 0.90           # fraction of haze removed (tissue breaks the prior: keep some)
     t0: float = 0.15              # transmission floor: 1/t0 bounds the noise gain on video
@@ -52,7 +52,7 @@ class Tuning:
 
     def validated(self) -> Tuning:
         checks = {
-            "subsample": 2 <= self.subsample <= 16 and self.subsample % 2 == 0,
+            "subsample": self.subsample == 0 or (2 <= self.subsample <= 16 and self.subsample % 2 == 0),
             "dark_radius": 0 <= self.dark_radius <= 32,
             "omega": 0.0 < self.omega <= 1.0,
             "t0": 0.01 <= self.t0 < 1.0,
@@ -72,6 +72,21 @@ class Tuning:
             if not ok:
                 raise ValueError(f"tuning parameter {name!r} is out of range: got {getattr(self, name)!r}")
         return self
+
+
+AUTO_GRID_WIDTH = 2048  # widest frame one grid step of 4 pixels serves
+
+
+def resolve_subsample(tuning: Tuning, width: int) -> Tuning:
+    """Fix an automatic grid step: 4 up to 2048 px wide (1080p), 8 for 4K.
+
+    The grid then keeps about the same number of cells, and covers the same share of the view,
+    whatever the resolution, so quality is resolution-independent and the grid-level work
+    (statistics, guided filter) stays at the 1080p cost.
+    """
+    if tuning.subsample:
+        return tuning
+    return replace(tuning, subsample=4 * max(1, -(-width // AUTO_GRID_WIDTH)))
 
 
 def make_tuning(overrides: dict[str, Any]) -> Tuning:
@@ -120,7 +135,7 @@ class Dehazer:
             raise ValueError(f"threads must be in 1..64, got {threads}")
         self.width, self.height, self.pixel_format, self.threads = int(width), int(height), pixel_format, int(threads)
         self.strength = strength
-        self.tuning = make_tuning(tuning)
+        self.tuning = resolve_subsample(make_tuning(tuning), width)
         self.frame_shape = (height * 3 // 2, width) if pixel_format == "nv12" else (height, width, 3)
         self._channels = (2, 1, 0) if pixel_format == "bgr24" else (0, 1, 2)
         self._allocate()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from kernels.dehazer import Dehazer, Tuning
+from kernels.dehazer import Dehazer, Tuning, resolve_subsample
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
@@ -55,7 +55,7 @@ def textbook_dcp(frame: np.ndarray, patch: int = 15, omega: float = 0.95, t0: fl
 
 def opencv_dehaze(frame: np.ndarray, tuning: Tuning | None = None) -> np.ndarray:
     """orbox's algorithm (one frame, no temporal state) written with plain OpenCV + NumPy."""
-    tune = tuning or Tuning()
+    tune = resolve_subsample(tuning or Tuning(), frame.shape[1])
     image = frame.astype(np.float32)
     luma = image @ (_LUMA / 255.0)
     view = cv2.erode((luma > tune.vignette_luma).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
