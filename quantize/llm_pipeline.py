@@ -20,7 +20,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,17 @@ def _output_name(model_dir: Path, qtype: str) -> str:
     return f"{stem}-{qtype}.gguf"
 
 
+@contextlib.contextmanager
+def _gates_must_run(gates: dict[str, Any]) -> Iterator[None]:
+    """A gate that cannot run at all (transformers or llama.cpp refuses the model, e.g. an unknown
+    tokenizer_class) fails the build with the library's reason instead of a traceback."""
+    try:
+        yield
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise LlmBuildError(f"a gate could not run ({type(exc).__name__}: {exc}); nothing was published",
+                            gates) from exc
+
+
 def _raise_on_failures(gates: dict[str, Any]) -> None:
     failed = []
     for name, verdict in gates.items():
@@ -253,40 +264,43 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
     arch = converted.arch
     expected_meta = {RECORD_KEY: record_sha}
     gates: dict[str, Any] = {"structural": {}, "smoke": {}}
-    stage("gate: structural")
-    checked = [("reference-f32", reference), *outputs.items()]
-    advance = step_progress("structural: tensors", len(checked) * len(converted.tensor_names))
-    for name, path in checked:
-        gates["structural"][name] = structural_gate(path, required_keys(arch), converted.tensor_names,
-                                                    expected_meta, advance).as_dict()
-    stage("gate: tokenizer parity")
-    gates["tokenizer_parity"] = tokenizer_parity_gate(reference, model_dir).as_dict()
+    with _gates_must_run(gates):
+        stage("gate: structural")
+        checked = [("reference-f32", reference), *outputs.items()]
+        advance = step_progress("structural: tensors", len(checked) * len(converted.tensor_names))
+        for name, path in checked:
+            gates["structural"][name] = structural_gate(path, required_keys(arch), converted.tensor_names,
+                                                        expected_meta, advance).as_dict()
+        stage("gate: tokenizer parity")
+        gates["tokenizer_parity"] = tokenizer_parity_gate(reference, model_dir).as_dict()
 
-    vocab = open_llama(reference, vocab_only=True)
-    stream = vocab.tokenize(eval_text.encode("utf-8"), add_bos=False, special=False)
-    add_bos = vocab.metadata.get("tokenizer.ggml.add_bos_token") == "true"
-    parity_ids = ([vocab.token_bos()] if add_bos else []) + stream[: PARITY_TOKENS - int(add_bos)]
-    stage("gate: converter parity (transformers vs llama.cpp, F32)")
-    gates["converter_parity"] = converter_parity_gate(reference, model_dir, parity_ids, thresholds, threads).as_dict()
+        vocab = open_llama(reference, vocab_only=True)
+        stream = vocab.tokenize(eval_text.encode("utf-8"), add_bos=False, special=False)
+        add_bos = vocab.metadata.get("tokenizer.ggml.add_bos_token") == "true"
+        parity_ids = ([vocab.token_bos()] if add_bos else []) + stream[: PARITY_TOKENS - int(add_bos)]
+        stage("gate: converter parity (transformers vs llama.cpp, F32)")
+        gates["converter_parity"] = converter_parity_gate(reference, model_dir, parity_ids, thresholds,
+                                                          threads).as_dict()
 
-    quantized = [t for t in types if t in QUANT_FTYPES]
-    if quantized:
-        stage(f"gate: quantization KLD over >= {thresholds.kld_min_tokens} tokens")
-        window = min(512, converted.hparams.context)
-        chunks = windows(stream, window, thresholds.kld_min_tokens)
-        advance = step_progress("KLD: windows", len(chunks) * (1 + len(quantized)))
-        ref_logprobs = reference_logprobs(reference, chunks, build_dir / "reference-logprobs.npy", threads, advance)
-        measured = {t: score_type(outputs[t], chunks, ref_logprobs, threads, advance) for t in quantized}
-        scored = ref_logprobs.shape[0] * ref_logprobs.shape[1]
-        del ref_logprobs
-        gates["quantization"] = quantization_gate(measured, scored, thresholds).as_dict()
+        quantized = [t for t in types if t in QUANT_FTYPES]
+        if quantized:
+            stage(f"gate: quantization KLD over >= {thresholds.kld_min_tokens} tokens")
+            window = min(512, converted.hparams.context)
+            chunks = windows(stream, window, thresholds.kld_min_tokens)
+            advance = step_progress("KLD: windows", len(chunks) * (1 + len(quantized)))
+            scratch = build_dir / "reference-logprobs.npy"
+            ref_logprobs = reference_logprobs(reference, chunks, scratch, threads, advance)
+            measured = {t: score_type(outputs[t], chunks, ref_logprobs, threads, advance) for t in quantized}
+            scored = ref_logprobs.shape[0] * ref_logprobs.shape[1]
+            del ref_logprobs
+            gates["quantization"] = quantization_gate(measured, scored, thresholds).as_dict()
 
-    stage("gate: smoke generation")
-    from transformers import AutoTokenizer
+        stage("gate: smoke generation")
+        from transformers import AutoTokenizer
 
-    prompt = hf_chat_ids(AutoTokenizer.from_pretrained(model_dir), SMOKE_MESSAGES)
-    for qtype, path in outputs.items():
-        gates["smoke"][qtype] = smoke_gate(path, prompt, thresholds, threads).as_dict()
+        prompt = hf_chat_ids(AutoTokenizer.from_pretrained(model_dir), SMOKE_MESSAGES)
+        for qtype, path in outputs.items():
+            gates["smoke"][qtype] = smoke_gate(path, prompt, thresholds, threads).as_dict()
     _raise_on_failures(gates)
 
     stage("publishing")

@@ -103,6 +103,13 @@ def test_unknown_pre_tokenizer(model, tmp_path):
                           "Whitespace", "llama-bpe")
 
 
+def test_tokenizer_class_transformers_cannot_load(model, tmp_path):
+    path = model / "tokenizer_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "tokenizer_class": "FooTokenizer"}))
+    assert_failed_cleanly(run_llm(model, tmp_path / "out"), tmp_path / "out", "gate: tokenizer parity",
+                          "a gate could not run", "FooTokenizer", "nothing was published")
+
+
 def test_unknown_type_name(model, tmp_path):
     result = run_llm(model, tmp_path / "out", "--types", "q3_k_xs")
     assert_failed_cleanly(result, tmp_path / "out", "q3_k_xs", "q4_k_m")
