@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 WORKER_NAMES = ("video", "encoder", "llm")  # also the start order: the surgical video comes first
 
@@ -27,6 +27,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class StallTimeouts(_Section):
+    """Seconds without forward progress, while work is pending, before a worker counts as stalled.
+
+    Each must exceed that worker's longest single step: a frame for video, a batch for the encoder,
+    one n_batch prompt chunk of the biggest model for the LLM (several seconds on a slow CPU).
+    """
+
+    video: float = Field(2.0, gt=0)
+    encoder: float = Field(30.0, gt=0)
+    llm: float = Field(60.0, gt=0)
+
+
 class SupervisorConfig(_Section):
     state_dir: Path = Path("/var/lib/orbox")
     status_file: Path | None = None  # default: state_dir/status.json
@@ -34,14 +46,26 @@ class SupervisorConfig(_Section):
     critical_workers: list[Literal["video", "encoder", "llm"]] = Field(default_factory=lambda: ["video", "llm"])
     tick_s: float = Field(0.05, gt=0, le=1)
     heartbeat_s: float = Field(0.25, gt=0, le=5)
-    stall_timeout_s: float = Field(5.0, gt=0)
-    liveness_timeout_s: float = Field(5.0, gt=0)
+    # A number applies to every worker; a table ([supervisor.stall_timeout_s] llm = 90) sets them one by one.
+    stall_timeout_s: StallTimeouts = Field(default_factory=StallTimeouts)
+    liveness_timeout_s: float = Field(5.0, gt=0)  # no heartbeat at all: the process is frozen or gone
     startup_timeout_s: float = Field(120.0, gt=0)
     stop_grace_s: float = Field(2.0, gt=0)
     shutdown_timeout_s: float = Field(15.0, gt=0)
     backoff_initial_s: float = Field(0.5, gt=0)
     backoff_max_s: float = Field(30.0, gt=0)
     stable_after_s: float = Field(30.0, gt=0)
+
+
+    @field_validator("stall_timeout_s", mode="before")
+    @classmethod
+    def _one_number_for_every_worker(cls, value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return {name: value for name in WORKER_NAMES}
+        return value
+
+    def stall_timeout(self, worker: str) -> float:
+        return getattr(self.stall_timeout_s, worker)
 
 
 class AuditConfig(_Section):

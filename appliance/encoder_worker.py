@@ -42,15 +42,14 @@ class EncoderWorker(WorkerRuntime):
                 refused[role] = str(exc)
         if not self.encoders:
             raise WorkerFailure("; ".join(f"{role}: {reason}" for role, reason in refused.items()))
-        self.done = 0  # batches computed: the progress counter
         self._batch_size = int(getattr(runtime, "BATCH_SIZE", 16))
         self.send({"type": "ready", "info": {
             "roles": {role: {"model_id": enc.model_id, "sha256": enc.sha256, "dim": enc.dim,
                              "backend": enc.backend_name} for role, enc in self.encoders.items()},
             "refused": refused}})
+        self.start_heartbeats()
         while not self.stopping:
-            self.drain_ops(timeout_s=self.spec.config.supervisor.heartbeat_s)
-            self.heartbeat(self.done, 0)
+            self.drain_ops(timeout_s=0.5)
 
     def handle_op(self, message: dict[str, Any]) -> None:
         op = message.get("op")
@@ -63,7 +62,7 @@ class EncoderWorker(WorkerRuntime):
             self.send({"type": "error", "id": request_id, "code": "model_not_loaded",
                        "message": f"no {role} model is loaded on this box"})
             return
-        self.heartbeat(self.done, 1, force=True)  # announce the work, so a hang inside is seen as a stall
+        self.pending = 1
         try:
             if op == "embed":
                 result = {"embeddings": self._in_batches(encoder.embed, list(message["texts"]))}
@@ -74,15 +73,16 @@ class EncoderWorker(WorkerRuntime):
         except Exception as exc:  # noqa: BLE001 - report any inference failure to the caller, keep serving
             self.send({"type": "error", "id": request_id, "code": "inference_failed", "message": str(exc)})
             return
+        finally:
+            self.pending = 0
         self.send({"type": "result", "id": request_id, **result})
 
     def _in_batches(self, run: Callable[[list[str]], np.ndarray], items: list[str]) -> np.ndarray:
-        """Run the loader's own batches one by one, heartbeating progress after each, so a long request
+        """Run the loader's own batches one by one, counting progress after each, so a long request
         is not mistaken for a hang (same batch boundaries as the loader: identical INT8 numbers)."""
         size = self._batch_size
         parts = []
         for start in range(0, len(items), size):
             parts.append(run(items[start:start + size]))
-            self.done += 1
-            self.heartbeat(self.done, 1)
+            self.progress += 1
         return np.concatenate(parts) if parts else run([])

@@ -13,8 +13,9 @@ Protocol (see worker_process for the common part):
   (finish_reason "cancelled").
 - {"op": "configure", "threads", "batch"}: the thermal governor sheds load (or restores it).
 
-The loop decodes one token of the running sequence, then handles every waiting message, then
-heartbeats, so cancellation and stall detection act per token. Sequences run one after another
+The loop does one bounded step of the running sequence (one prompt chunk or one token), then
+handles every waiting message, so cancellation acts per token and `progress` (prompt chunks +
+tokens sampled) shows whether decoding really moves. Sequences run one after another
 today; `Scheduler` is the seam where continuous batching over several llama.cpp sequences goes.
 """
 
@@ -74,18 +75,22 @@ class LlmWorker(WorkerRuntime):
         if self.spec.config.llm.warmup:
             self.llm.create_completion("warm up", max_tokens=1, temperature=0.0)
         self.scheduler = Scheduler()
-        self.progress = 0  # prompt chunks evaluated + tokens sampled
         self.send({"type": "ready", "info": {
             "artifact": artifact.relpath, "sha256": artifact.sha256,
             "quant_type": artifact.entry.get("quant_type"), "n_ctx": self.llm.n_ctx(),
             "threads": self.threads, "batch": self.batch}})
+        self.start_heartbeats()
         while not self.stopping:
-            self.drain_ops(timeout_s=0.0 if self.scheduler.pending else self.spec.config.supervisor.heartbeat_s)
+            self.drain_ops(timeout_s=0.0 if self.scheduler.pending else 0.5)
+            self.pending = self.scheduler.pending
             self._step()
-            self.heartbeat(self.progress, self.scheduler.pending, threads=self.threads, batch=self.batch)
+            self.pending = self.scheduler.pending
         for sequence in [self.scheduler.running, *self.scheduler.waiting]:
             if sequence is not None:
                 self._error(sequence, "worker_stopping", "the LLM worker is shutting down")
+
+    def beat_details(self) -> dict[str, Any]:
+        return {"threads": self.threads, "batch": self.batch}
 
     def handle_op(self, message: dict[str, Any]) -> None:
         op = message.get("op")

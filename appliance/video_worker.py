@@ -61,13 +61,15 @@ class VideoWorker(WorkerRuntime):
                                threads=len(self.spec.cores))
         self.sink = FileSink(cfg.sink_file, self.fmt) if cfg.sink_file else None
         self.latency = LatencyWindow(cfg.stats_window)
-        self.frames = self.dropped = 0
+        self.dropped = 0
         scheduling = _realtime(cfg.realtime_priority)
         self.send({"type": "ready", "info": {"source": self.source.description, "scheduling": scheduling,
                                              "width": self.fmt.width,
                                              "height": self.fmt.height, "fps": self.fmt.fps,
                                              "pixel_format": self.fmt.pixel_format,
                                              "ring": str(self.ring.path)}})
+        self.pending = 1  # frames keep coming: a video worker always has work
+        self.start_heartbeats()
         try:
             if self.source.live:
                 self._run_device()
@@ -112,13 +114,14 @@ class VideoWorker(WorkerRuntime):
         self.dehazer.process(frame, out=out)
         self.ring.publish(captured_ns)
         self.latency.add((time.monotonic_ns() - captured_ns) / 1e9)
-        self.frames += 1
+        self.progress += 1
         if self.sink is not None:
             self.sink.offer(out)
-        if self.heartbeat_due():
-            self.heartbeat(self.frames, 1, dropped=self.dropped, latency=self.latency.summary(),
-                           sink_dropped=self.sink.dropped if self.sink else 0,
-                           smoke_level=_stat(self.dehazer.stats, "smoke_level"))
+
+    def beat_details(self) -> dict[str, Any]:
+        return {"dropped": self.dropped, "latency": self.latency.summary(),
+                "sink_dropped": self.sink.dropped if self.sink else 0,
+                "smoke_level": _stat(self.dehazer.stats, "smoke_level")}
 
 
 def _realtime(priority: int) -> str:

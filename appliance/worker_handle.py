@@ -7,8 +7,9 @@ device; retried every `backoff_max_s` in case the bundle or device gets fixed).
 
 A crash or stall schedules a restart after min(backoff_initial * 2^(n-1), backoff_max), where n
 counts consecutive failures and resets after `stable_after_s` of readiness. A stall is either no
-heartbeat for `liveness_timeout_s`, or a heartbeat whose progress counter has not moved for
-`stall_timeout_s` while the worker has pending work.
+heartbeat for `liveness_timeout_s` (the process is frozen or gone), or heartbeats whose progress
+counter has not moved for the worker's `stall_timeout_s` while it has pending work (the process
+answers but its work loop is stuck).
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class WorkerHandle:
             self._stall(now, f"no heartbeat for {silent:.1f}s")
             return
         pending = self.heartbeat.get("pending", 0)
-        if pending and now - self._progress_at > self._t.stall_timeout_s:
+        if pending and now - self._progress_at > self._t.stall_timeout(self.name):
             self._stall(now, f"no progress for {now - self._progress_at:.1f}s with {pending} pending")
             return
         if now - self._ready_at > self._t.stable_after_s:

@@ -3,13 +3,16 @@
 A worker is a spawned process that talks to the supervisor over one duplex pipe of small dicts.
 Worker -> supervisor messages always carry "type": `ready` (loaded and warmed up), `failed`
 (a permanent refusal such as a bad sha256 or a missing device; the process then exits with
-FAILED_EXIT), `heartbeat` (sent from the work loop itself, never from a timer thread, so a hung
-loop stops them) and worker-specific results. Supervisor -> worker messages carry "op"; every
-worker understands {"op": "stop"}.
+FAILED_EXIT), `heartbeat` and worker-specific results. Supervisor -> worker messages carry "op";
+every worker understands {"op": "stop"}.
 
-A heartbeat carries forward progress: `progress` is a counter that only grows while work gets done
-(tokens decoded, embeddings computed, frames processed) and `pending` is the work waiting for it.
-The supervisor declares a stall when `pending > 0` and `progress` stops moving.
+Liveness and forward progress are separate signals (llama.cpp #27388: a stuck generation while
+/health says ok). Heartbeats come from a thread, every `heartbeat_s`, so they keep coming while the
+work loop sits in a long C call (a prompt chunk, a dehaze, an ONNX run); only a frozen or dead
+process stops them. Each one carries `progress`, a counter the work loop advances only when work
+gets done (tokens sampled and prompt chunks evaluated, encoder batches, frames), and `pending`, the
+work waiting for it. The supervisor declares a stall when the beats stop (`liveness_timeout_s`),
+or when `pending > 0` and `progress` has not moved for that worker's `stall_timeout_s`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import importlib
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -53,29 +57,41 @@ class WorkerSpec:
 
 
 class WorkerRuntime:
-    """Base of the three workers: owns the pipe and the heartbeat cadence."""
+    """Base of the three workers: owns the pipe, the progress counters and the heartbeat thread."""
 
     def __init__(self, conn: Connection, spec: WorkerSpec):
         self.conn = conn
         self.spec = spec
         self.profile = spec.profile
         self.stopping = False
+        self.progress = 0  # advanced by the work loop only when work gets done
+        self.pending = 0  # work waiting for this worker, including the unit in progress
         self._heartbeat_s = spec.config.supervisor.heartbeat_s
-        self._next_heartbeat = 0.0
+        self._send_lock = threading.Lock()
 
     def run(self) -> None:
         raise NotImplementedError
 
     def send(self, message: dict[str, Any]) -> None:
-        self.conn.send(message)
+        with self._send_lock:
+            self.conn.send(message)
 
-    def heartbeat_due(self) -> bool:
-        return time.monotonic() >= self._next_heartbeat
+    def beat_details(self) -> dict[str, Any]:
+        """Worker-specific heartbeat fields (computed on the heartbeat thread)."""
+        return {}
 
-    def heartbeat(self, progress: int, pending: int, force: bool = False, **extra: Any) -> None:
-        if force or self.heartbeat_due():
-            self._next_heartbeat = time.monotonic() + self._heartbeat_s
-            self.send({"type": "heartbeat", "progress": progress, "pending": pending, **extra})
+    def start_heartbeats(self) -> None:
+        """Call once ready: beats until `stopping`, from a daemon thread."""
+        threading.Thread(target=self._beat, name="heartbeat", daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self.stopping:
+            try:
+                self.send({"type": "heartbeat", "progress": self.progress, "pending": self.pending,
+                           **self.beat_details()})
+            except (OSError, ValueError):  # the supervisor is gone; the work loop notices on its own
+                return
+            time.sleep(self._heartbeat_s)
 
     def handle_op(self, message: dict[str, Any]) -> None:
         """Default: understand only stop; workers extend this."""

@@ -76,7 +76,8 @@ def test_sd_notify_is_a_no_op_without_systemd() -> None:
 @pytest.mark.parametrize(("text", "expected"), [
     ("[supervisor\nstall_timeout_s = 1", "not valid TOML"),
     ("[supervisor]\nstall_timout_s = 1\n", "key 'supervisor.stall_timout_s': unknown key"),
-    ("[supervisor]\nstall_timeout_s = 'soon'\n", "key 'supervisor.stall_timeout_s': Input should be a valid number"),
+    ("[supervisor]\nstall_timeout_s = 'soon'\n", "key 'supervisor.stall_timeout_s': Input should be a valid"),
+    ("[supervisor.stall_timeout_s]\nlm = 9\n", "key 'supervisor.stall_timeout_s.lm': unknown key"),
     ("[thermal]\nfan_duty_up = 150\n", "key 'thermal.fan_duty_up': Input should be less than or equal to 100"),
     ("[video]\nsource = 3\n", "key 'video.source'"),
 ])
