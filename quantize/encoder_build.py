@@ -8,7 +8,6 @@ removes the staging directory, so a failed build leaves the bundle exactly as it
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -44,8 +43,9 @@ from quantize.encoder_int8 import (
 from quantize.encoder_source import EncoderInputError, EncoderSource, inspect_encoder
 from quantize.manifest import (
     BundleError,
-    load_manifest,
+    existing_manifest,
     load_private_key,
+    package_versions,
     sign_bundle,
     update_manifest,
     verify_artifact,
@@ -290,13 +290,7 @@ def build_openvino(bench: Workbench, progress: Callable[[str], None]) -> Candida
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {}
-    for name in TOOLS:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+    return package_versions(TOOLS)
 
 
 @dataclass(frozen=True)
@@ -366,11 +360,9 @@ def build_encoder_bundle(options: BuildOptions, progress: Callable[[str], None] 
 
 def _existing_other_roles(out: Path, profile: str, role: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The other role's manifest section and artifacts, verified, so that re-listing them is honest."""
-    if not (out / "manifest.json").exists():
+    manifest = existing_manifest(out, profile)
+    if manifest is None:
         return {}, {}
-    manifest = load_manifest(out)
-    if manifest["profile"] != profile:
-        raise BundleError(f"{out / 'manifest.json'}: bundle is for profile {manifest['profile']!r}, not {profile!r}")
     keep = {path: entry for path, entry in manifest["artifacts"].items()
             if entry.get("section") == SECTION and entry.get("role") != role}
     problems = [p for path, entry in keep.items() for p in verify_artifact(out, path, entry)]
