@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from hw_profiles.planner import ModelConfigError, load_model_config
+
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
@@ -45,15 +47,12 @@ class TensorRef:
 
 def load_config(model_dir: Path) -> dict[str, Any]:
     path = model_dir / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; expected a Hugging Face checkpoint directory")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{path}: missing; expected a Hugging Face checkpoint directory") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, found {type(config).__name__}")
-    return config
+        return load_model_config(path)
+    except ModelConfigError as exc:
+        raise CheckpointError(str(exc)) from exc
 
 
 def shard_paths(model_dir: Path) -> list[Path]:
