@@ -11,14 +11,14 @@ PYTEST_WORKERS ?= 2
 
 # Debian tools the image build and its tests drive (mkfs.ext4/debugfs, mksquashfs, genimage,
 # bmaptool, qemu + a kernel + busybox for the boot test), headless Chromium for the status page test,
-# strace/iproute2/util-linux (unshare) for the offline proof of `orbox serve`.
+# strace/iproute2/util-linux (unshare) for the offline proof of `orbox serve`, systemd-analyze for the units.
 APT_PACKAGES := e2fsprogs squashfs-tools genimage bmap-tools qemu-system-x86 busybox-static linux-image-amd64 \
-	chromium strace iproute2 util-linux
+	chromium strace iproute2 util-linux systemd
 SYSDEPS := .stamp-sysdeps
 
 DEMO_ARGS ?= --dehaze-clip
 
-.PHONY: all install sysdeps test lint demo bench bench-llm bench-encoder bench-api eval clean
+.PHONY: all install sysdeps test lint demo bench bench-llm bench-encoder bench-api bench-video eval clean
 
 all: test
 
@@ -74,6 +74,9 @@ bench-encoder: install
 
 bench-api: install
 	$(VENV)/bin/orbox api-bench --bundle out/demo/bundle
+
+bench-video: install
+	$(PY) -m appliance.bench_video --bundle out/demo/bundle
 
 eval: install
 	$(VENV)/bin/orbox dehaze eval
