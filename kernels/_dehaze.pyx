@@ -472,69 +472,92 @@ def guided_coefficients(float[:, ::1] guide, float[:, ::1] p, int r, float eps,
 cdef void _expand_row(const float* g, int gw, int s, int width, float* out) noexcept nogil:
     # Linear interpolation of one grid row to full width. Pixel x sits at grid coordinate
     # (x + 0.5) / s - 0.5, so for even s each grid interval j feeds the s pixels starting at
-    # s * j + s / 2 with fixed weights (k + 0.5) / s: no per-pixel index or weight tables.
+    # s * j + s / 2 with fixed weights (k + 0.5) / s. Steps 4 and 8 (the automatic ones) get
+    # constant-count inner loops that gcc unrolls into vector stores.
     cdef int half = s // 2
-    cdef int j, k, x, x_end
+    cdef int j, k, x
+    cdef int full = min(gw - 1, (width - half) // s)  # intervals whose s pixels all exist
     cdef float base, step, inv_s = 1.0 / s
     for x in range(min(half, width)):
         out[x] = g[0]
-    for j in range(gw - 1):
+    if s == 4:
+        for j in range(full):
+            base = g[j]
+            step = g[j + 1] - g[j]
+            for k in range(4):
+                out[4 * j + 2 + k] = base + (k + 0.5) * 0.25 * step
+    elif s == 8:
+        for j in range(full):
+            base = g[j]
+            step = g[j + 1] - g[j]
+            for k in range(8):
+                out[8 * j + 4 + k] = base + (k + 0.5) * 0.125 * step
+    else:
+        for j in range(full):
+            base = g[j]
+            step = g[j + 1] - g[j]
+            for k in range(s):
+                out[s * j + half + k] = base + ((k + 0.5) * inv_s) * step
+    for j in range(full, gw - 1):  # a last interval cut short by the frame's right edge
         base = g[j]
         step = g[j + 1] - g[j]
-        x = s * j + half
-        x_end = min(x + s, width)
-        for k in range(x_end - x):
-            out[x + k] = base + ((k + 0.5) * inv_s) * step
+        for k in range(min(s, width - (s * j + half))):
+            out[s * j + half + k] = base + ((k + 0.5) * inv_s) * step
     for x in range(max(0, s * (gw - 1) + half), width):
         out[x] = g[gw - 1]
 
 
 cdef struct CoeffCache:
-    # Per-thread full-width expansions of the two grid rows around the current pixel row.
-    float* a0
-    float* da
-    float* b0
-    float* db
-    int* grid_row
+    # Per-thread full-width expansions of grid rows, two slots each for a and b: grid row k lives
+    # in slot k % 2, so walking down the frame expands every grid row once. Expansions are a pure
+    # function of the grid row, so the result does not depend on which thread got which rows.
+    float* a_slot[2]
+    float* b_slot[2]
+    int* slot_row
+
+
+cdef inline void _ensure_row(const float[:, ::1] a, const float[:, ::1] b, int k, int s, int width,
+                             CoeffCache* cache) noexcept nogil:
+    cdef int slot = k & 1
+    if cache.slot_row[slot] != k:
+        _expand_row(&a[k, 0], a.shape[1], s, width, cache.a_slot[slot])
+        _expand_row(&b[k, 0], b.shape[1], s, width, cache.b_slot[slot])
+        cache.slot_row[slot] = k
 
 
 cdef void _coeff_rows(const float[:, ::1] a, const float[:, ::1] b, int y, int s, int width,
-                      CoeffCache* cache, float* wy_out) noexcept nogil:
-    # Rows of one grid interval share their expansions; only the vertical weight changes.
+                      CoeffCache* cache, float* wy_out, const float** rows) noexcept nogil:
+    # The expansions of the grid rows above and below pixel row y (rows[0..3] = a0, a1, b0, b1)
+    # and the vertical weight between them.
     cdef int gh = a.shape[0]
-    cdef int gw = a.shape[1]
     cdef float fy = (y + 0.5) / s - 0.5
     cdef int ya = <int>floorf(fy)
     cdef float wy = fy - ya
-    cdef int yb, x
+    cdef int yb
     if ya < 0:
         ya = 0
         wy = 0.0
     if ya >= gh - 1:
         ya = gh - 1
         wy = 0.0
-    wy_out[0] = wy
-    if cache.grid_row[0] == ya:
-        return
     yb = min(ya + 1, gh - 1)
-    _expand_row(&a[ya, 0], gw, s, width, cache.a0)
-    _expand_row(&a[yb, 0], gw, s, width, cache.da)
-    _expand_row(&b[ya, 0], gw, s, width, cache.b0)
-    _expand_row(&b[yb, 0], gw, s, width, cache.db)
-    for x in range(width):
-        cache.da[x] = cache.da[x] - cache.a0[x]
-        cache.db[x] = cache.db[x] - cache.b0[x]
-    cache.grid_row[0] = ya
+    _ensure_row(a, b, ya, s, width, cache)
+    _ensure_row(a, b, yb, s, width, cache)
+    wy_out[0] = wy
+    rows[0] = cache.a_slot[ya & 1]
+    rows[1] = cache.a_slot[yb & 1]
+    rows[2] = cache.b_slot[ya & 1]
+    rows[3] = cache.b_slot[yb & 1]
 
 
-cdef inline CoeffCache _cache_at(float[:, ::1] rows, int first, int* grid_row) noexcept nogil:
-    # Four scratch rows starting at `first`; grid_row persists across the thread's iterations.
+cdef inline CoeffCache _cache_at(float[:, ::1] rows, int first, int* slot_row) noexcept nogil:
+    # Four scratch rows starting at `first`; slot_row (2 ints) persists across the thread's rows.
     cdef CoeffCache cache
-    cache.a0 = &rows[first, 0]
-    cache.da = &rows[first + 1, 0]
-    cache.b0 = &rows[first + 2, 0]
-    cache.db = &rows[first + 3, 0]
-    cache.grid_row = grid_row
+    cache.a_slot[0] = &rows[first, 0]
+    cache.a_slot[1] = &rows[first + 1, 0]
+    cache.b_slot[0] = &rows[first + 2, 0]
+    cache.b_slot[1] = &rows[first + 3, 0]
+    cache.slot_row = slot_row
     return cache
 
 
@@ -558,8 +581,8 @@ cdef inline void _span(int y, int width, float cx, float cy, float r, int* xs, i
 
 
 cdef extern from "rgb_simd.h" nogil:
-    void orbox_recover_rgb(const u8* sp, u8* dp, int xs, int xe, const float* a0, const float* da,
-                           const float* b0, const float* db, float wy, const short* w, const short* air, float t0)
+    void orbox_recover_rgb(const u8* sp, u8* dp, int xs, int xe, const float* a0, const float* a1,
+                           const float* b0, const float* b1, float wy, const short* w, const short* air, float t0)
 
 
 cdef void _recover_rgb_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
@@ -582,8 +605,9 @@ cdef void _recover_rgb_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
             memcpy(dp + 3 * xe, sp + 3 * xe, 3 * (width - xe))
     if xe <= xs:
         return
-    _coeff_rows(a, b, y, s, width, cache, &wy)
-    orbox_recover_rgb(sp, dp, xs, xe, cache.a0, cache.da, cache.b0, cache.db, wy, weights, airlight, t0)
+    cdef const float* coeff[4]
+    _coeff_rows(a, b, y, s, width, cache, &wy, coeff)
+    orbox_recover_rgb(sp, dp, xs, xe, coeff[0], coeff[1], coeff[2], coeff[3], wy, weights, airlight, t0)
 
 
 def recover_rgb(const u8[:, ::1] src, u8[:, ::1] dst, int s, int ri, int gi, int bi,
@@ -591,7 +615,7 @@ def recover_rgb(const u8[:, ::1] src, u8[:, ::1] dst, int s, int ri, int gi, int
                 float ar, float ag, float ab, float t0, float cx, float cy, float r, bint in_place, int threads):
     """J = (I - A) / max(t, t0) + A with t = a(x) * luma(x) + b(x), for rgb24/bgr24 (A in 0..255).
 
-    Scratch: `rows` (4 * threads, width), `grid_rows` (threads,).
+    Scratch: `rows` (4 * threads, width), `grid_rows` (2 * threads,).
     """
     cdef int height = src.shape[0]
     cdef int y, tid
@@ -609,7 +633,7 @@ def recover_rgb(const u8[:, ::1] src, u8[:, ::1] dst, int s, int ri, int gi, int
     if threads > 1:
         for y in prange(height, nogil=True, schedule="static", num_threads=threads):
             tid = threadid()
-            cache = _cache_at(rows, 4 * tid, &grid_rows[tid])
+            cache = _cache_at(rows, 4 * tid, &grid_rows[2 * tid])
             _recover_rgb_row(src, dst, y, s, a, b, &cache, weights, airlight, t0, cx, cy, r, in_place)
     else:
         cache = _cache_at(rows, 0, &grid_rows[0])
@@ -649,13 +673,14 @@ cdef void _recover_luma_row(const u8[:, ::1] src, u8[:, ::1] dst, int y, int s,
         gains[x] = 256
     if xe <= xs:
         return
-    _coeff_rows(a, b, y, s, width, cache, &wy)
-    cdef const float* ca = cache.a0
-    cdef const float* cda = cache.da
-    cdef const float* cb = cache.b0
-    cdef const float* cdb = cache.db
+    cdef const float* coeff[4]
+    _coeff_rows(a, b, y, s, width, cache, &wy, coeff)
+    cdef const float* a0 = coeff[0]
+    cdef const float* a1 = coeff[1]
+    cdef const float* b0 = coeff[2]
+    cdef const float* b1 = coeff[3]
     for x in range(xs, xe):
-        t = (ca[x] + wy * cda[x]) * ((sp[x] - 16.0) * (1.0 / 219.0)) + (cb[x] + wy * cdb[x])
+        t = (a0[x] + wy * (a1[x] - a0[x])) * ((sp[x] - 16.0) * (1.0 / 219.0)) + (b0[x] + wy * (b1[x] - b0[x]))
         t = fminf(fmaxf(t, t0), 1.0)
         q = <short>(256.0 / t + 0.5)
         gains[x] = q
@@ -687,7 +712,7 @@ def recover_nv12(const u8[:, ::1] src, u8[:, ::1] dst, int height, int s,
                  bint in_place, int threads):
     """NV12 twin of recover_rgb: the affine model applied to Y and UV directly (A in limited-range YUV).
 
-    Scratch: `rows` (4 * threads, width), `grid_rows` (threads,), `gains` (2 * threads, width).
+    Scratch: `rows` (4 * threads, width), `grid_rows` (2 * threads,), `gains` (2 * threads, width).
     """
     cdef int pairs = height // 2
     cdef int j, tid
@@ -697,7 +722,7 @@ def recover_nv12(const u8[:, ::1] src, u8[:, ::1] dst, int height, int s,
     if threads > 1:
         for j in prange(pairs, nogil=True, schedule="static", num_threads=threads):
             tid = threadid()
-            cache = _cache_at(rows, 4 * tid, &grid_rows[tid])
+            cache = _cache_at(rows, 4 * tid, &grid_rows[2 * tid])
             _recover_nv12_pair(src, dst, j, height, s, a, b, &cache, &gains[2 * tid, 0], &gains[2 * tid + 1, 0],
                                iy, iu, iv, t0, cx, cy, r, in_place)
     else:

@@ -195,7 +195,7 @@ class Dehazer:
         self._work = np.zeros((6, gh, gw), f32)
         self._acc = np.zeros(gw, f32)
         self._hist = np.zeros(256, np.int64)
-        self._grid_rows = np.zeros(self.threads, np.int32)
+        self._grid_rows = np.zeros(2 * self.threads, np.int32)
         self._rows = np.zeros((4 * self.threads, self.width), f32)
         if self.pixel_format == "nv12":
             self._gains = np.zeros((2 * self.threads, self.width), np.int16)

@@ -7,7 +7,8 @@
  * setup.py passes -ffp-contract=off), same rounded multiply-high, so both paths give identical
  * bytes and the output does not depend on which pixels take which path.
  *
- * J = (I - A) * g + A, with g = 1 / max(t0, min(1, t)) in Q8 and t = a * luma + b.
+ * J = (I - A) * g + A, with g = 1 / max(t0, min(1, t)) in Q8 and t = a * luma + b, where a and b
+ * blend two expanded grid rows: a = a0 + wy * (a1 - a0).
  */
 #ifndef ORBOX_RGB_SIMD_H
 #define ORBOX_RGB_SIMD_H
@@ -28,15 +29,15 @@ static inline uint8_t orbox_apply(uint8_t v, int16_t airlight, int16_t gain) {
     return (uint8_t)(out < 0 ? 0 : (out > 255 ? 255 : out));
 }
 
-/* Pixels [xs, xe) of one row; coefficient rows are a0 + wy * da and b0 + wy * db.
+/* Pixels [xs, xe) of one row; coefficients are a0 + wy * (a1 - a0) and b0 + wy * (b1 - b0).
  * w[c] are the Q8 luma weights and air[c] the airlight, both in memory channel order. */
 static inline void orbox_recover_rgb_scalar(const uint8_t* sp, uint8_t* dp, int xs, int xe,
-                                            const float* a0, const float* da, const float* b0, const float* db,
+                                            const float* a0, const float* a1, const float* b0, const float* b1,
                                             float wy, const int16_t* w, const int16_t* air, float t0) {
     for (int x = xs; x < xe; x++) {
         const uint8_t* p = sp + 3 * x;
         float luma = (float)(w[0] * p[0] + w[1] * p[1] + w[2] * p[2]);
-        int16_t g = orbox_gain_q8(a0[x] + wy * da[x], b0[x] + wy * db[x], luma, t0);
+        int16_t g = orbox_gain_q8(a0[x] + wy * (a1[x] - a0[x]), b0[x] + wy * (b1[x] - b0[x]), luma, t0);
         for (int c = 0; c < 3; c++) dp[3 * x + c] = orbox_apply(p[c], air[c], g);
     }
 }
@@ -76,10 +77,11 @@ static inline __m128i orbox_apply16(__m128i v, __m128i air, __m128i g_lo, __m128
 }
 
 /* Gains of 4 pixels from their 16-bit luma (as i32x4). */
-static inline __m128i orbox_gain4(__m128i luma32, const float* a0, const float* da, const float* b0,
-                                  const float* db, __m128 wy, __m128 t0) {
-    __m128 a = _mm_add_ps(_mm_loadu_ps(a0), _mm_mul_ps(wy, _mm_loadu_ps(da)));
-    __m128 b = _mm_add_ps(_mm_loadu_ps(b0), _mm_mul_ps(wy, _mm_loadu_ps(db)));
+static inline __m128i orbox_gain4(__m128i luma32, const float* a0, const float* a1, const float* b0,
+                                  const float* b1, __m128 wy, __m128 t0) {
+    __m128 va0 = _mm_loadu_ps(a0), vb0 = _mm_loadu_ps(b0);
+    __m128 a = _mm_add_ps(va0, _mm_mul_ps(wy, _mm_sub_ps(_mm_loadu_ps(a1), va0)));
+    __m128 b = _mm_add_ps(vb0, _mm_mul_ps(wy, _mm_sub_ps(_mm_loadu_ps(b1), vb0)));
     __m128 l = _mm_mul_ps(_mm_cvtepi32_ps(luma32), _mm_set1_ps(ORBOX_LUMA_SCALE));
     __m128 t = _mm_add_ps(_mm_mul_ps(a, l), b);
     t = _mm_min_ps(_mm_max_ps(t, t0), _mm_set1_ps(1.0f));
@@ -88,7 +90,7 @@ static inline __m128i orbox_gain4(__m128i luma32, const float* a0, const float* 
 }
 
 static inline void orbox_recover_rgb(const uint8_t* sp, uint8_t* dp, int xs, int xe,
-                                     const float* a0, const float* da, const float* b0, const float* db,
+                                     const float* a0, const float* a1, const float* b0, const float* b1,
                                      float wy, const int16_t* w, const int16_t* air, float t0) {
     const __m128i zero = _mm_setzero_si128();
     const __m128 vwy = _mm_set1_ps(wy), vt0 = _mm_set1_ps(t0);
@@ -116,13 +118,13 @@ static inline void orbox_recover_rgb(const uint8_t* sp, uint8_t* dp, int xs, int
         __m128i l_hi = _mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(_mm_unpackhi_epi8(c0, zero), w0),
                                                    _mm_mullo_epi16(_mm_unpackhi_epi8(c1, zero), w1)),
                                      _mm_mullo_epi16(_mm_unpackhi_epi8(c2, zero), w2));
-        __m128i g0 = orbox_gain4(_mm_unpacklo_epi16(l_lo, zero), a0 + x, da + x, b0 + x, db + x, vwy, vt0);
-        __m128i g1 = orbox_gain4(_mm_unpackhi_epi16(l_lo, zero), a0 + x + 4, da + x + 4, b0 + x + 4, db + x + 4,
+        __m128i g0 = orbox_gain4(_mm_unpacklo_epi16(l_lo, zero), a0 + x, a1 + x, b0 + x, b1 + x, vwy, vt0);
+        __m128i g1 = orbox_gain4(_mm_unpackhi_epi16(l_lo, zero), a0 + x + 4, a1 + x + 4, b0 + x + 4, b1 + x + 4,
                                  vwy, vt0);
-        __m128i g2 = orbox_gain4(_mm_unpacklo_epi16(l_hi, zero), a0 + x + 8, da + x + 8, b0 + x + 8, db + x + 8,
+        __m128i g2 = orbox_gain4(_mm_unpacklo_epi16(l_hi, zero), a0 + x + 8, a1 + x + 8, b0 + x + 8, b1 + x + 8,
                                  vwy, vt0);
-        __m128i g3 = orbox_gain4(_mm_unpackhi_epi16(l_hi, zero), a0 + x + 12, da + x + 12, b0 + x + 12,
-                                 db + x + 12, vwy, vt0);
+        __m128i g3 = orbox_gain4(_mm_unpackhi_epi16(l_hi, zero), a0 + x + 12, a1 + x + 12, b0 + x + 12,
+                                 b1 + x + 12, vwy, vt0);
         __m128i g_lo = _mm_packs_epi32(g0, g1), g_hi = _mm_packs_epi32(g2, g3);
         __m128i o0 = orbox_apply16(c0, air0, g_lo, g_hi);
         __m128i o1 = orbox_apply16(c1, air1, g_lo, g_hi);
@@ -140,7 +142,7 @@ static inline void orbox_recover_rgb(const uint8_t* sp, uint8_t* dp, int xs, int
         _mm_storeu_si128((__m128i*)(dp + 3 * x + 16), ob);
         _mm_storeu_si128((__m128i*)(dp + 3 * x + 32), oc);
     }
-    orbox_recover_rgb_scalar(sp, dp, x, xe, a0, da, b0, db, wy, w, air, t0);
+    orbox_recover_rgb_scalar(sp, dp, x, xe, a0, a1, b0, b1, wy, w, air, t0);
 }
 #else
 #define orbox_recover_rgb orbox_recover_rgb_scalar
