@@ -315,30 +315,35 @@ def normalized_dark(float[:, :, ::1] mins, const u8[:, ::1] inside, float ar, fl
 
 
 def min_filter(float[:, ::1] src, int radius, float[:, ::1] tmp, float[:, ::1] dst):
-    """Separable (2r+1)^2 min filter (grey erosion) with edge clamping."""
+    """Separable (2r+1)^2 min filter (grey erosion); the window is clipped at the borders.
+
+    Each direction is `radius` flat sweeps of "min with the neighbours k away", which vectorise.
+    """
     cdef int gh = src.shape[0]
     cdef int gw = src.shape[1]
-    cdef int y, x, k, lo, hi
-    cdef float m
+    cdef int y, x, k
     with nogil:
         for y in range(gh):
             for x in range(gw):
-                lo = max(0, x - radius)
-                hi = min(gw - 1, x + radius)
-                m = src[y, lo]
-                for k in range(lo + 1, hi + 1):
-                    if src[y, k] < m:
-                        m = src[y, k]
-                tmp[y, x] = m
+                tmp[y, x] = src[y, x]
+            for k in range(1, radius + 1):
+                for x in range(min(k, gw)):
+                    if x + k < gw:
+                        tmp[y, x] = fminf(tmp[y, x], src[y, x + k])
+                for x in range(k, gw - k):
+                    tmp[y, x] = fminf(tmp[y, x], fminf(src[y, x - k], src[y, x + k]))
+                for x in range(max(k, gw - k), gw):
+                    tmp[y, x] = fminf(tmp[y, x], src[y, x - k])
         for y in range(gh):
-            lo = max(0, y - radius)
-            hi = min(gh - 1, y + radius)
             for x in range(gw):
-                dst[y, x] = tmp[lo, x]
-            for k in range(lo + 1, hi + 1):
-                for x in range(gw):
-                    if tmp[k, x] < dst[y, x]:
-                        dst[y, x] = tmp[k, x]
+                dst[y, x] = tmp[y, x]
+            for k in range(1, radius + 1):
+                if y - k >= 0:
+                    for x in range(gw):
+                        dst[y, x] = fminf(dst[y, x], tmp[y - k, x])
+                if y + k < gh:
+                    for x in range(gw):
+                        dst[y, x] = fminf(dst[y, x], tmp[y + k, x])
 
 
 def masked_histogram(float[:, ::1] values, const u8[:, ::1] inside, float scale, long[::1] hist):
@@ -378,92 +383,95 @@ def transmission(float[:, ::1] dark, const u8[:, ::1] inside, float omega, float
     return fill
 
 
-cdef void _box_filter(float[:, ::1] src, int r, float[:, ::1] tmp, float[::1] acc,
-                      float[:, ::1] dst) noexcept nogil:
-    # Separable running-sum box mean; the window is clipped at the borders and normalised by its
-    # true size, so edges are not darkened. O(N) whatever the radius.
-    cdef int gh = src.shape[0]
-    cdef int gw = src.shape[1]
-    cdef int y, x
-    cdef float run
+cdef void _box_filter(float[:, :, ::1] src, int n, int r, float[:, :, ::1] tmp, float[::1] acc,
+                      float[:, :, ::1] dst) noexcept nogil:
+    # Separable running-sum box mean of planes 0..n-1 (n <= 4); windows are clipped at the
+    # borders and normalised by their true size, so edges are not darkened. O(N) whatever r.
+    # The horizontal running sums are serial chains, so the n planes advance together: n
+    # independent chains per step keep the adder pipeline busy.
+    cdef int gh = src.shape[1]
+    cdef int gw = src.shape[2]
+    cdef int y, x, k
     cdef int x_head = min(r + 1, gw)
     cdef int x_tail = max(gw - r - 1, x_head)
     cdef float inv_full = 1.0 / (2 * r + 1)
-    for y in range(gh):
-        run = 0.0
-        for x in range(min(r, gw - 1) + 1):
-            run = run + src[y, x]
-        # Border windows are clipped and normalised by their true size; the interior is branch-free.
-        for x in range(x_head):
-            tmp[y, x] = run / (min(x + r, gw - 1) + 1)
-            if x + r + 1 < gw:
-                run = run + src[y, x + r + 1]
-            if x - r >= 0:
-                run = run - src[y, x - r]
-        for x in range(x_head, x_tail):
-            tmp[y, x] = run * inv_full
-            run = run + src[y, x + r + 1] - src[y, x - r]
-        for x in range(x_tail, gw):
-            tmp[y, x] = run / (min(x + r, gw - 1) - max(x - r, 0) + 1)
-            if x + r + 1 < gw:
-                run = run + src[y, x + r + 1]
-            if x - r >= 0:
-                run = run - src[y, x - r]
-    for x in range(gw):
-        acc[x] = 0.0
-    for y in range(min(r, gh - 1) + 1):
-        for x in range(gw):
-            acc[x] = acc[x] + tmp[y, x]
     cdef float inv
+    cdef float run[4]
     for y in range(gh):
-        inv = 1.0 / (min(y + r, gh - 1) - max(y - r, 0) + 1)
+        for k in range(n):
+            run[k] = 0.0
+            for x in range(min(r, gw - 1) + 1):
+                run[k] = run[k] + src[k, y, x]
+        for x in range(x_head):
+            inv = 1.0 / (min(x + r, gw - 1) + 1)
+            for k in range(n):
+                tmp[k, y, x] = run[k] * inv
+                if x + r + 1 < gw:
+                    run[k] = run[k] + src[k, y, x + r + 1]
+                if x - r >= 0:
+                    run[k] = run[k] - src[k, y, x - r]
+        for x in range(x_head, x_tail):
+            for k in range(n):
+                tmp[k, y, x] = run[k] * inv_full
+                run[k] = run[k] + src[k, y, x + r + 1] - src[k, y, x - r]
+        for x in range(x_tail, gw):
+            inv = 1.0 / (min(x + r, gw - 1) - max(x - r, 0) + 1)
+            for k in range(n):
+                tmp[k, y, x] = run[k] * inv
+                if x + r + 1 < gw:
+                    run[k] = run[k] + src[k, y, x + r + 1]
+                if x - r >= 0:
+                    run[k] = run[k] - src[k, y, x - r]
+    for k in range(n):
         for x in range(gw):
-            dst[y, x] = acc[x] * inv
-        if y + r + 1 < gh:
+            acc[x] = 0.0
+        for y in range(min(r, gh - 1) + 1):
             for x in range(gw):
-                acc[x] = acc[x] + tmp[y + r + 1, x]
-        if y - r >= 0:
+                acc[x] = acc[x] + tmp[k, y, x]
+        for y in range(gh):
+            inv = 1.0 / (min(y + r, gh - 1) - max(y - r, 0) + 1)
             for x in range(gw):
-                acc[x] = acc[x] - tmp[y - r, x]
+                dst[k, y, x] = acc[x] * inv
+            if y + r + 1 < gh:
+                for x in range(gw):
+                    acc[x] = acc[x] + tmp[k, y + r + 1, x]
+            if y - r >= 0:
+                for x in range(gw):
+                    acc[x] = acc[x] - tmp[k, y - r, x]
 
 
 def guided_coefficients(float[:, ::1] guide, float[:, ::1] p, int r, float eps,
-                        float[:, :, ::1] work, float[::1] acc, float[:, ::1] a, float[:, ::1] b):
-    """He's guided filter on the grid: returns box-averaged (a, b) so that q = a * guide + b.
+                        float[:, :, ::1] work, float[::1] acc, float[:, :, ::1] coeffs):
+    """He's guided filter on the grid: box-averaged (a, b) into coeffs[0], coeffs[1], q = a * guide + b.
 
-    `work` holds 6 grid-sized scratch planes. Upsampling (a, b) and applying them at full
+    `work` holds 12 grid-sized scratch planes. Upsampling (a, b) and applying them at full
     resolution is the 'fast guided filter' (He & Sun 2015); the caller does that in recover_*.
     """
     cdef int gh = guide.shape[0]
     cdef int gw = guide.shape[1]
     cdef int y, x
-    cdef float[:, ::1] tmp = work[0]
-    cdef float[:, ::1] mean_i = work[1]
-    cdef float[:, ::1] mean_p = work[2]
-    cdef float[:, ::1] corr_ip = work[3]
-    cdef float[:, ::1] corr_ii = work[4]
-    cdef float[:, ::1] prod = work[5]
-    cdef float var_i, cov_ip, ak
+    cdef float[:, :, ::1] inputs = work[0:4]   # I, p, I*p, I*I
+    cdef float[:, :, ::1] means = work[4:8]    # their box means
+    cdef float[:, :, ::1] tmp = work[8:12]
+    cdef float var_i, cov_ip, ak, mi, mp
     with nogil:
-        _box_filter(guide, r, tmp, acc, mean_i)
-        _box_filter(p, r, tmp, acc, mean_p)
         for y in range(gh):
             for x in range(gw):
-                prod[y, x] = guide[y, x] * p[y, x]
-        _box_filter(prod, r, tmp, acc, corr_ip)
+                inputs[0, y, x] = guide[y, x]
+                inputs[1, y, x] = p[y, x]
+                inputs[2, y, x] = guide[y, x] * p[y, x]
+                inputs[3, y, x] = guide[y, x] * guide[y, x]
+        _box_filter(inputs, 4, r, tmp, acc, means)
         for y in range(gh):
             for x in range(gw):
-                prod[y, x] = guide[y, x] * guide[y, x]
-        _box_filter(prod, r, tmp, acc, corr_ii)
-        for y in range(gh):
-            for x in range(gw):
-                var_i = corr_ii[y, x] - mean_i[y, x] * mean_i[y, x]
-                cov_ip = corr_ip[y, x] - mean_i[y, x] * mean_p[y, x]
+                mi = means[0, y, x]
+                mp = means[1, y, x]
+                var_i = means[3, y, x] - mi * mi
+                cov_ip = means[2, y, x] - mi * mp
                 ak = cov_ip / (var_i + eps)
-                corr_ii[y, x] = ak
-                corr_ip[y, x] = mean_p[y, x] - ak * mean_i[y, x]
-        _box_filter(corr_ii, r, tmp, acc, a)
-        _box_filter(corr_ip, r, tmp, acc, b)
+                inputs[0, y, x] = ak
+                inputs[1, y, x] = mp - ak * mi
+        _box_filter(inputs, 2, r, tmp, acc, coeffs)
 
 
 # ------------------------------------------------------------------ pass 2: fused recovery

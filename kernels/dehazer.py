@@ -190,9 +190,9 @@ class Dehazer:
         self._dark = np.zeros((gh, gw), f32)
         self._eroded = np.zeros((gh, gw), f32)
         self._t = np.zeros((gh, gw), f32)
-        self._a = np.zeros((gh, gw), f32)
-        self._b = np.zeros((gh, gw), f32)
-        self._work = np.zeros((6, gh, gw), f32)
+        self._coeffs = np.zeros((2, gh, gw), f32)  # guided-filter (a, b) on the grid
+        self._a, self._b = self._coeffs
+        self._work = np.zeros((12, gh, gw), f32)
         self._acc = np.zeros(gw, f32)
         self._hist = np.zeros(256, np.int64)
         self._grid_rows = np.zeros(2 * self.threads, np.int32)
@@ -244,7 +244,7 @@ class Dehazer:
         gated = effect <= 0.0 or disc is None
         if not gated:
             _dehaze.guided_coefficients(self._luma, self._t, tune.gf_radius, tune.gf_eps, self._work,
-                                        self._acc, self._a, self._b)
+                                        self._acc, self._coeffs)
             # Scale the correction by `effect`: t' = 1 - effect * (1 - t), folded into (a, b).
             self._a *= effect
             self._b *= effect

@@ -177,3 +177,16 @@ def test_no_input_crashes_the_process(height, width, channels, dtype, step, fmt,
     except (TypeError, ValueError):
         return
     assert out.shape == view.shape and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize(("height", "width", "radius"), [(7, 9, 2), (270, 480, 2), (5, 3, 3), (40, 40, 0)])
+def test_grid_erosion_matches_opencv(height, width, radius):
+    import cv2
+
+    from kernels import _dehaze
+
+    grid = np.random.default_rng(height * width).random((height, width)).astype(np.float32)
+    scratch, eroded = np.empty_like(grid), np.empty_like(grid)
+    _dehaze.min_filter(grid, radius, scratch, eroded)
+    window = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    assert np.array_equal(eroded, cv2.erode(grid, window, borderType=cv2.BORDER_REPLICATE))
