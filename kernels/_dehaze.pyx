@@ -243,48 +243,40 @@ def disc_mask(float[:, ::1] luma, float threshold, float margin, u8[:, ::1] insi
     return (cx, cy, r, count / (gh * gw))
 
 
-def airlight_candidates(float[:, :, ::1] mean, float[:, :, ::1] mins, const u8[:, ::1] inside,
-                        float saturation, long[::1] hist):
-    """Histogram (256 bins) of the raw dark channel over usable cells.
+def airlight_votes(float[:, :, ::1] mean, float[:, :, ::1] mins, const u8[:, ::1] inside,
+                   float saturation, short[:, ::1] votes, long[::1] hist):
+    """Each usable cell's raw dark channel (0..255; -1 if it may not vote) and their histogram.
 
     Cells outside the disc and cells whose brightest mean channel is near saturation (speculars,
     polished instruments) are left out, so they cannot win the airlight vote.
     """
     cdef int gh = mean.shape[0]
     cdef int gw = mean.shape[1]
-    cdef int y, x
-    cdef float d, hi
+    cdef int y, x, d
+    cdef float hi
     hist[:] = 0
     with nogil:
         for y in range(gh):
             for x in range(gw):
-                if not inside[y, x]:
-                    continue
                 hi = max(mean[y, x, 0], max(mean[y, x, 1], mean[y, x, 2]))
-                if hi >= saturation:
-                    continue
-                d = min(mins[y, x, 0], min(mins[y, x, 1], mins[y, x, 2]))
-                hist[<int>d] += 1
+                if inside[y, x] and hi < saturation:
+                    d = <int>min(mins[y, x, 0], min(mins[y, x, 1], mins[y, x, 2]))
+                    votes[y, x] = d
+                    hist[d] += 1
+                else:
+                    votes[y, x] = -1
 
 
-def airlight_mean(float[:, :, ::1] mean, float[:, :, ::1] mins, const u8[:, ::1] inside,
-                  float saturation, int min_dark):
-    """Mean colour (0..255) of usable cells whose raw dark channel is >= min_dark, and their count."""
+def airlight_mean(float[:, :, ::1] mean, const short[:, ::1] votes, int min_dark):
+    """Mean colour (0..255) of the cells whose vote is >= min_dark, and their count."""
     cdef int gh = mean.shape[0]
     cdef int gw = mean.shape[1]
     cdef int y, x
     cdef double sr = 0.0, sg = 0.0, sb = 0.0, n = 0.0
-    cdef float d, hi
     with nogil:
         for y in range(gh):
             for x in range(gw):
-                if not inside[y, x]:
-                    continue
-                hi = max(mean[y, x, 0], max(mean[y, x, 1], mean[y, x, 2]))
-                if hi >= saturation:
-                    continue
-                d = min(mins[y, x, 0], min(mins[y, x, 1], mins[y, x, 2]))
-                if d >= min_dark:
+                if votes[y, x] >= min_dark:
                     sr = sr + mean[y, x, 0]
                     sg = sg + mean[y, x, 1]
                     sb = sb + mean[y, x, 2]

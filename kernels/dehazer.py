@@ -187,6 +187,7 @@ class Dehazer:
         self._mins = np.zeros((gh, gw, 3), f32)
         self._luma = np.zeros((gh, gw), f32)
         self._inside = np.zeros((gh, gw), np.uint8)
+        self._votes = np.zeros((gh, gw), np.int16)
         self._dark = np.zeros((gh, gw), f32)
         self._eroded = np.zeros((gh, gw), f32)
         self._t = np.zeros((gh, gw), f32)
@@ -302,14 +303,14 @@ class Dehazer:
 
     def _estimate_airlight(self) -> tuple[float, float, float]:
         tune = self.tuning
-        _dehaze.airlight_candidates(self._mean, self._mins, self._inside, tune.saturation, self._hist)
+        _dehaze.airlight_votes(self._mean, self._mins, self._inside, tune.saturation, self._votes, self._hist)
         usable = int(self._hist.sum())
         estimate = None
         if usable:
             wanted = max(1, int(tune.airlight_top * usable))
             from_top = np.cumsum(self._hist[::-1])
             threshold = 255 - int(np.searchsorted(from_top, wanted))
-            r, g, b, count = _dehaze.airlight_mean(self._mean, self._mins, self._inside, tune.saturation, threshold)
+            r, g, b, count = _dehaze.airlight_mean(self._mean, self._votes, threshold)
             if count:
                 estimate = np.array([r, g, b], dtype=np.float64)
         if estimate is None:

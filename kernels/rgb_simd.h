@@ -64,7 +64,15 @@ static const char INTER_B_a[16] = {(char)0x80, (char)0x80, 0, (char)0x80, (char)
 static const char INTER_B_b[16] = {(char)0x80, 5, (char)0x80, (char)0x80, 6, (char)0x80, (char)0x80, 7, (char)0x80, (char)0x80, 8, (char)0x80, (char)0x80, 9, (char)0x80, (char)0x80};
 static const char INTER_B_c[16] = {10, (char)0x80, (char)0x80, 11, (char)0x80, (char)0x80, 12, (char)0x80, (char)0x80, 13, (char)0x80, (char)0x80, 14, (char)0x80, (char)0x80, 15};
 
-static inline __m128i orbox_load_mask(const char* m) { return _mm_loadu_si128((const __m128i*)m); }
+/* Bytes picked from three vectors by three shuffle masks (0x80 = none), OR-ed: one 16-byte
+ * channel out of 48 interleaved bytes, or 16 interleaved bytes out of three channels. */
+static inline __m128i orbox_pick3(__m128i a, __m128i b, __m128i c, const char* ma, const char* mb,
+                                  const char* mc) {
+    __m128i pa = _mm_shuffle_epi8(a, _mm_loadu_si128((const __m128i*)ma));
+    __m128i pb = _mm_shuffle_epi8(b, _mm_loadu_si128((const __m128i*)mb));
+    __m128i pc = _mm_shuffle_epi8(c, _mm_loadu_si128((const __m128i*)mc));
+    return _mm_or_si128(_mm_or_si128(pa, pb), pc);
+}
 
 /* (v - A) * g + A for 16 bytes of one channel, g as two i16x8 (pixels 0-7, 8-15). */
 static inline __m128i orbox_apply16(__m128i v, __m128i air, __m128i g_lo, __m128i g_hi) {
@@ -102,15 +110,9 @@ static inline void orbox_recover_rgb(const uint8_t* sp, uint8_t* dp, int xs, int
         __m128i va = _mm_loadu_si128((const __m128i*)p);
         __m128i vb = _mm_loadu_si128((const __m128i*)(p + 16));
         __m128i vc = _mm_loadu_si128((const __m128i*)(p + 32));
-        __m128i c0 = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(va, orbox_load_mask(DEINT_R_a)),
-                                               _mm_shuffle_epi8(vb, orbox_load_mask(DEINT_R_b))),
-                                  _mm_shuffle_epi8(vc, orbox_load_mask(DEINT_R_c)));
-        __m128i c1 = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(va, orbox_load_mask(DEINT_G_a)),
-                                               _mm_shuffle_epi8(vb, orbox_load_mask(DEINT_G_b))),
-                                  _mm_shuffle_epi8(vc, orbox_load_mask(DEINT_G_c)));
-        __m128i c2 = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(va, orbox_load_mask(DEINT_B_a)),
-                                               _mm_shuffle_epi8(vb, orbox_load_mask(DEINT_B_b))),
-                                  _mm_shuffle_epi8(vc, orbox_load_mask(DEINT_B_c)));
+        __m128i c0 = orbox_pick3(va, vb, vc, DEINT_R_a, DEINT_R_b, DEINT_R_c);
+        __m128i c1 = orbox_pick3(va, vb, vc, DEINT_G_a, DEINT_G_b, DEINT_G_c);
+        __m128i c2 = orbox_pick3(va, vb, vc, DEINT_B_a, DEINT_B_b, DEINT_B_c);
         /* 16-bit luma: sum of Q8 weights is 256, so the maximum 65280 fits an unsigned lane. */
         __m128i l_lo = _mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(_mm_unpacklo_epi8(c0, zero), w0),
                                                    _mm_mullo_epi16(_mm_unpacklo_epi8(c1, zero), w1)),
@@ -129,15 +131,9 @@ static inline void orbox_recover_rgb(const uint8_t* sp, uint8_t* dp, int xs, int
         __m128i o0 = orbox_apply16(c0, air0, g_lo, g_hi);
         __m128i o1 = orbox_apply16(c1, air1, g_lo, g_hi);
         __m128i o2 = orbox_apply16(c2, air2, g_lo, g_hi);
-        __m128i oa = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(o0, orbox_load_mask(INTER_R_a)),
-                                               _mm_shuffle_epi8(o1, orbox_load_mask(INTER_G_a))),
-                                  _mm_shuffle_epi8(o2, orbox_load_mask(INTER_B_a)));
-        __m128i ob = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(o0, orbox_load_mask(INTER_R_b)),
-                                               _mm_shuffle_epi8(o1, orbox_load_mask(INTER_G_b))),
-                                  _mm_shuffle_epi8(o2, orbox_load_mask(INTER_B_b)));
-        __m128i oc = _mm_or_si128(_mm_or_si128(_mm_shuffle_epi8(o0, orbox_load_mask(INTER_R_c)),
-                                               _mm_shuffle_epi8(o1, orbox_load_mask(INTER_G_c))),
-                                  _mm_shuffle_epi8(o2, orbox_load_mask(INTER_B_c)));
+        __m128i oa = orbox_pick3(o0, o1, o2, INTER_R_a, INTER_G_a, INTER_B_a);
+        __m128i ob = orbox_pick3(o0, o1, o2, INTER_R_b, INTER_G_b, INTER_B_b);
+        __m128i oc = orbox_pick3(o0, o1, o2, INTER_R_c, INTER_G_c, INTER_B_c);
         _mm_storeu_si128((__m128i*)(dp + 3 * x), oa);
         _mm_storeu_si128((__m128i*)(dp + 3 * x + 16), ob);
         _mm_storeu_si128((__m128i*)(dp + 3 * x + 32), oc);
