@@ -7,15 +7,12 @@ not protect file contents, and a flipped byte in a model is otherwise read back 
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orbox.artifacts import file_digest, verify_artifact
-
-MANIFEST_NAME = "manifest.json"
+from orbox.artifacts import MANIFEST_NAME, ManifestError, file_digest, load_manifest, verify_artifact
 
 
 class ArtifactRefused(Exception):
@@ -31,16 +28,10 @@ class CheckedArtifact:
 
 
 def read_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
-    path = Path(bundle_dir) / MANIFEST_NAME
     try:
-        manifest = json.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise ArtifactRefused(f"{path}: missing; expected a bundle directory with {MANIFEST_NAME}") from exc
-    except (OSError, ValueError) as exc:
-        raise ArtifactRefused(f"{path}: unreadable or not JSON ({exc})") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("artifacts"), dict):
-        raise ArtifactRefused(f"{path}: field 'artifacts' must be an object")
-    return manifest
+        return load_manifest(bundle_dir)
+    except ManifestError as exc:
+        raise ArtifactRefused(str(exc)) from exc
 
 
 def manifest_sha256(bundle_dir: str | os.PathLike) -> str | None:

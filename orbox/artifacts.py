@@ -1,19 +1,27 @@
-"""Artifact integrity: streaming sha256 and the check against a manifest entry.
+"""Artifact bundles as both sides read them: manifest.json, streaming sha256, per-artifact checks.
 
 Lives outside `quantize` because the box (appliance) verifies every artifact before loading it
 and must not import the vendor toolchain. ext4 does not protect file contents: a flipped byte
-in a model is read back silently, so this check is the only line of defence.
+in a model is read back silently, so this check is the only line of defence. Writing and signing
+bundles is the vendor side's job (`quantize.manifest`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 _CHUNK = 1 << 20
+SCHEMA = "orbox.bundle/1"
+MANIFEST_NAME = "manifest.json"
+
+
+class ManifestError(Exception):
+    """A bundle, manifest or key is missing, malformed or does not verify."""
 
 
 @dataclass(frozen=True)
@@ -47,3 +55,21 @@ def verify_artifact(bundle_dir: str | os.PathLike, relpath: str, entry: dict[str
     if actual.sha256 != entry.get("sha256"):
         return [f"{path}: sha256 {actual.sha256}, manifest says {entry.get('sha256')}"]
     return []
+
+
+def load_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read and schema-check `bundle_dir/manifest.json`."""
+    path = Path(bundle_dir) / MANIFEST_NAME
+    try:
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise ManifestError(f"{path}: no manifest; expected a bundle directory holding {MANIFEST_NAME}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
+        raise ManifestError(f"{path}: field 'schema' must be {SCHEMA!r}, found {found!r}")
+    for field, kind in (("profile", str), ("artifacts", dict), ("sections", dict)):
+        if not isinstance(document.get(field), kind):
+            raise ManifestError(f"{path}: field {field!r} must be a {kind.__name__}, found {document.get(field)!r}")
+    return document

@@ -27,18 +27,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from orbox.artifacts import FileDigest, file_digest, verify_artifact
+from orbox.artifacts import MANIFEST_NAME, SCHEMA, FileDigest, file_digest, load_manifest, verify_artifact
+from orbox.artifacts import ManifestError as BundleError
 from orbox.atomic import atomic_write_bytes
 
-__all__ = ["FileDigest", "file_digest", "verify_artifact"]  # re-exported: one module for bundle code
+# re-exported: one module for bundle code on the vendor side
+__all__ = ["MANIFEST_NAME", "SCHEMA", "BundleError", "FileDigest", "file_digest", "load_manifest", "verify_artifact"]
 
-SCHEMA = "orbox.bundle/1"
-MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.json.sig"
-
-
-class BundleError(Exception):
-    """A bundle, manifest or key is missing, malformed or does not verify."""
 
 
 def canonical_json(document: Any) -> bytes:
@@ -64,24 +60,6 @@ def build_timestamp() -> str:
 
 def empty_manifest(profile: str) -> dict[str, Any]:
     return {"schema": SCHEMA, "profile": profile, "created": build_timestamp(), "artifacts": {}, "sections": {}}
-
-
-def load_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
-    """Read and schema-check `bundle_dir/manifest.json`."""
-    path = Path(bundle_dir) / MANIFEST_NAME
-    try:
-        document = json.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise BundleError(f"{path}: no manifest; expected a bundle directory holding {MANIFEST_NAME}") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
-        found = document.get("schema") if isinstance(document, dict) else type(document).__name__
-        raise BundleError(f"{path}: field 'schema' must be {SCHEMA!r}, found {found!r}")
-    for field, kind in (("profile", str), ("artifacts", dict), ("sections", dict)):
-        if not isinstance(document.get(field), kind):
-            raise BundleError(f"{path}: field {field!r} must be a {kind.__name__}, found {document.get(field)!r}")
-    return document
 
 
 def existing_manifest(bundle_dir: str | os.PathLike, profile: str) -> dict[str, Any] | None:
