@@ -76,11 +76,21 @@ print(json.dumps({"ms": timings, "codes": codes}))
 """
 
 
+def _settled_audit_count(server, expected: int, timeout_s: float = 15.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while len(server.audit_records()) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return len(server.audit_records())
+
+
 def test_64_clients_for_30s(api_bundle, tmp_path) -> None:  # noqa: F811
     with serve(api_bundle, tmp_path, http={"max_waiting": 16}) as server:
         pid = server.process.pid
-        asyncio.run(_load(server.url, server.keys["tablet"], Counter(), 3.0))  # warm-up: allocator, caches
-        audited_before = len(server.audit_records())
+        warmup: Counter = Counter()
+        audited_initially = len(server.audit_records())
+        asyncio.run(_load(server.url, server.keys["tablet"], warmup, 3.0))  # warm-up: allocator, caches
+        # Audit records are written by a background thread: let the warm-up's land before counting.
+        audited_before = _settled_audit_count(server, expected=audited_initially + sum(warmup.values()))
         rss_before = _tree_rss_mb(pid)
         statuses: Counter = Counter()
         probe = subprocess.Popen([sys.executable, "-c", _PROBE, server.url + "/health/live", str(DURATION_S)],
