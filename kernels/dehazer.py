@@ -169,7 +169,9 @@ class Dehazer:
             self._check_frame(out, "out")
             if not out.flags.writeable:
                 raise ValueError("out must be writeable, got a read-only array")
-        in_place = out is frame or (out.__array_interface__["data"][0] == frame.__array_interface__["data"][0])
+        in_place = out.__array_interface__["data"][0] == frame.__array_interface__["data"][0]
+        if not in_place and np.may_share_memory(out, frame):
+            raise ValueError("out overlaps frame without being the same buffer; pass out=frame or a separate array")
         return self._run(frame, out, in_place)
 
     def transmission_grid(self) -> np.ndarray:
@@ -181,7 +183,6 @@ class Dehazer:
     def _allocate(self) -> None:
         s = self.tuning.subsample
         gh, gw = -(-self.height // s), -(-self.width // s)
-        self._grid = (gh, gw)
         f32 = np.float32
         self._mean = np.zeros((gh, gw, 3), f32)
         self._mins = np.zeros((gh, gw, 3), f32)
@@ -284,19 +285,18 @@ class Dehazer:
 
     def _find_disc(self) -> tuple[float, float, float] | None:
         """Scope disc in full-res pixels (r < 0: no vignette, whole frame), or None if all dark."""
-        s = self.tuning.subsample
         tune = self.tuning
+        s = tune.subsample
         cx, cy, r, bright = _dehaze.disc_mask(self._luma, tune.vignette_luma, tune.disc_margin, self._inside)
         if r <= 0.0:
             return None
-        gh, gw = self._grid
         if bright > 0.97:  # no vignette: the whole frame is the view
             self._inside.fill(1)
             found = (self.width / 2.0, self.height / 2.0, -1.0)
         else:
             found = (cx * s, cy * s, r * s)
         if self._disc is not None and (found[2] < 0) == (self._disc[2] < 0):
-            alpha = self.tuning.temporal_alpha
+            alpha = tune.temporal_alpha
             found = tuple(old + alpha * (new - old) for old, new in zip(self._disc, found, strict=True))
         self._disc = found
         return found

@@ -190,3 +190,10 @@ def test_grid_erosion_matches_opencv(height, width, radius):
     _dehaze.min_filter(grid, radius, scratch, eroded)
     window = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     assert np.array_equal(eroded, cv2.erode(grid, window, borderType=cv2.BORDER_REPLICATE))
+
+
+def test_partially_overlapping_out_is_rejected(smoky):
+    buffer = np.zeros((HEIGHT + 1, WIDTH, 3), np.uint8)
+    frame, out = buffer[:-1], buffer[1:]
+    with pytest.raises(ValueError, match="overlaps"):
+        Dehazer(WIDTH, HEIGHT).process(frame, out=out)
