@@ -375,6 +375,20 @@ def transmission(float[:, ::1] dark, const u8[:, ::1] inside, float omega, float
     return fill
 
 
+cdef inline void _box_border_step(float[:, :, ::1] src, float[:, :, ::1] tmp, float* run, int n, int y, int x,
+                                  int r) noexcept nogil:
+    # One step of the horizontal running sums where the window is clipped by the grid's edge.
+    cdef int gw = src.shape[2]
+    cdef int k
+    cdef float inv = 1.0 / (min(x + r, gw - 1) - max(x - r, 0) + 1)
+    for k in range(n):
+        tmp[k, y, x] = run[k] * inv
+        if x + r + 1 < gw:
+            run[k] = run[k] + src[k, y, x + r + 1]
+        if x - r >= 0:
+            run[k] = run[k] - src[k, y, x - r]
+
+
 cdef void _box_filter(float[:, :, ::1] src, int n, int r, float[:, :, ::1] tmp, float[::1] acc,
                       float[:, :, ::1] dst) noexcept nogil:
     # Separable running-sum box mean of planes 0..n-1 (n <= 4); windows are clipped at the
@@ -395,25 +409,13 @@ cdef void _box_filter(float[:, :, ::1] src, int n, int r, float[:, :, ::1] tmp, 
             for x in range(min(r, gw - 1) + 1):
                 run[k] = run[k] + src[k, y, x]
         for x in range(x_head):
-            inv = 1.0 / (min(x + r, gw - 1) + 1)
-            for k in range(n):
-                tmp[k, y, x] = run[k] * inv
-                if x + r + 1 < gw:
-                    run[k] = run[k] + src[k, y, x + r + 1]
-                if x - r >= 0:
-                    run[k] = run[k] - src[k, y, x - r]
+            _box_border_step(src, tmp, run, n, y, x, r)
         for x in range(x_head, x_tail):
             for k in range(n):
                 tmp[k, y, x] = run[k] * inv_full
                 run[k] = run[k] + src[k, y, x + r + 1] - src[k, y, x - r]
         for x in range(x_tail, gw):
-            inv = 1.0 / (min(x + r, gw - 1) - max(x - r, 0) + 1)
-            for k in range(n):
-                tmp[k, y, x] = run[k] * inv
-                if x + r + 1 < gw:
-                    run[k] = run[k] + src[k, y, x + r + 1]
-                if x - r >= 0:
-                    run[k] = run[k] - src[k, y, x - r]
+            _box_border_step(src, tmp, run, n, y, x, r)
     for k in range(n):
         for x in range(gw):
             acc[x] = 0.0
