@@ -32,9 +32,9 @@ $(STAMP): pyproject.toml setup.py
 		"opencv-contrib-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-contrib-python-headless"))')"
 	touch $(STAMP)
 
-# Re-compile the Cython kernels in place whenever a .pyx changes (the editable install
+# Re-compile the Cython kernels in place whenever a .pyx/.h changes (the editable install
 # compiled them once; this keeps them current without reinstalling everything).
-$(EXT): $(STAMP) $(wildcard kernels/*.pyx) setup.py
+$(EXT): $(STAMP) $(wildcard kernels/*.pyx kernels/*.h) setup.py
 	$(PY) setup.py --quiet build_ext --inplace --force
 	touch $(EXT)
 
