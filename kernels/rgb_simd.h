@@ -97,9 +97,102 @@ static inline __m128i orbox_gain4(__m128i luma32, const float* a0, const float* 
     return _mm_cvttps_epi32(g);
 }
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+/* The AVX2 path runs the SSSE3 block on two 16-pixel blocks at once, one per 128-bit lane (byte
+ * shuffles work within lanes), so every operation and its rounding are the same as above. */
+static inline __m256i orbox_load2(const uint8_t* lo, const uint8_t* hi) {
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)lo)),
+                                   _mm_loadu_si128((const __m128i*)hi), 1);
+}
+
+static inline __m256 orbox_load2f(const float* lo, const float* hi) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(lo)), _mm_loadu_ps(hi), 1);
+}
+
+static inline __m256i orbox_pick3x2(__m256i a, __m256i b, __m256i c, const char* ma, const char* mb,
+                                    const char* mc) {
+    __m256i pa = _mm256_shuffle_epi8(a, _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)ma)));
+    __m256i pb = _mm256_shuffle_epi8(b, _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)mb)));
+    __m256i pc = _mm256_shuffle_epi8(c, _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)mc)));
+    return _mm256_or_si256(_mm256_or_si256(pa, pb), pc);
+}
+
+/* Gains of pixels x+k..x+k+3 (lane 0) and x+16+k..x+19+k (lane 1). */
+static inline __m256i orbox_gain4x2(__m256i luma32, const float* a0, const float* a1, const float* b0,
+                                    const float* b1, int k, __m256 wy, __m256 t0) {
+    __m256 va0 = orbox_load2f(a0 + k, a0 + 16 + k), vb0 = orbox_load2f(b0 + k, b0 + 16 + k);
+    __m256 a = _mm256_add_ps(va0, _mm256_mul_ps(wy, _mm256_sub_ps(orbox_load2f(a1 + k, a1 + 16 + k), va0)));
+    __m256 b = _mm256_add_ps(vb0, _mm256_mul_ps(wy, _mm256_sub_ps(orbox_load2f(b1 + k, b1 + 16 + k), vb0)));
+    __m256 l = _mm256_mul_ps(_mm256_cvtepi32_ps(luma32), _mm256_set1_ps(ORBOX_LUMA_SCALE));
+    __m256 t = _mm256_add_ps(_mm256_mul_ps(a, l), b);
+    t = _mm256_min_ps(_mm256_max_ps(t, t0), _mm256_set1_ps(1.0f));
+    return _mm256_cvttps_epi32(_mm256_add_ps(_mm256_div_ps(_mm256_set1_ps(256.0f), t), _mm256_set1_ps(0.5f)));
+}
+
+static inline __m256i orbox_apply16x2(__m256i v, __m256i air, __m256i g_lo, __m256i g_hi) {
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i lo = _mm256_slli_epi16(_mm256_sub_epi16(_mm256_unpacklo_epi8(v, zero), air), 7);
+    __m256i hi = _mm256_slli_epi16(_mm256_sub_epi16(_mm256_unpackhi_epi8(v, zero), air), 7);
+    lo = _mm256_add_epi16(_mm256_mulhrs_epi16(lo, g_lo), air);
+    hi = _mm256_add_epi16(_mm256_mulhrs_epi16(hi, g_hi), air);
+    return _mm256_packus_epi16(lo, hi);
+}
+
+static inline void orbox_store2(uint8_t* lo, uint8_t* hi, __m256i v) {
+    _mm_storeu_si128((__m128i*)lo, _mm256_castsi256_si128(v));
+    _mm_storeu_si128((__m128i*)hi, _mm256_extracti128_si256(v, 1));
+}
+
+/* 32 pixels per step from xs; returns the first pixel it did not do. */
+static inline int orbox_recover_rgb_avx2(const uint8_t* sp, uint8_t* dp, int xs, int xe,
+                                         const float* a0, const float* a1, const float* b0, const float* b1,
+                                         float wy, const int16_t* w, const int16_t* air, float t0) {
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256 vwy = _mm256_set1_ps(wy), vt0 = _mm256_set1_ps(t0);
+    const __m256i w0 = _mm256_set1_epi16(w[0]), w1 = _mm256_set1_epi16(w[1]), w2 = _mm256_set1_epi16(w[2]);
+    const __m256i air0 = _mm256_set1_epi16(air[0]), air1 = _mm256_set1_epi16(air[1]);
+    const __m256i air2 = _mm256_set1_epi16(air[2]);
+    int x = xs;
+    for (; x + 32 <= xe; x += 32) {
+        const uint8_t* p = sp + 3 * x;
+        __m256i va = orbox_load2(p, p + 48), vb = orbox_load2(p + 16, p + 64), vc = orbox_load2(p + 32, p + 80);
+        __m256i c0 = orbox_pick3x2(va, vb, vc, DEINT_R_a, DEINT_R_b, DEINT_R_c);
+        __m256i c1 = orbox_pick3x2(va, vb, vc, DEINT_G_a, DEINT_G_b, DEINT_G_c);
+        __m256i c2 = orbox_pick3x2(va, vb, vc, DEINT_B_a, DEINT_B_b, DEINT_B_c);
+        __m256i l_lo = _mm256_add_epi16(
+            _mm256_add_epi16(_mm256_mullo_epi16(_mm256_unpacklo_epi8(c0, zero), w0),
+                             _mm256_mullo_epi16(_mm256_unpacklo_epi8(c1, zero), w1)),
+            _mm256_mullo_epi16(_mm256_unpacklo_epi8(c2, zero), w2));
+        __m256i l_hi = _mm256_add_epi16(
+            _mm256_add_epi16(_mm256_mullo_epi16(_mm256_unpackhi_epi8(c0, zero), w0),
+                             _mm256_mullo_epi16(_mm256_unpackhi_epi8(c1, zero), w1)),
+            _mm256_mullo_epi16(_mm256_unpackhi_epi8(c2, zero), w2));
+        const float *ca0 = a0 + x, *ca1 = a1 + x, *cb0 = b0 + x, *cb1 = b1 + x;
+        __m256i g0 = orbox_gain4x2(_mm256_unpacklo_epi16(l_lo, zero), ca0, ca1, cb0, cb1, 0, vwy, vt0);
+        __m256i g1 = orbox_gain4x2(_mm256_unpackhi_epi16(l_lo, zero), ca0, ca1, cb0, cb1, 4, vwy, vt0);
+        __m256i g2 = orbox_gain4x2(_mm256_unpacklo_epi16(l_hi, zero), ca0, ca1, cb0, cb1, 8, vwy, vt0);
+        __m256i g3 = orbox_gain4x2(_mm256_unpackhi_epi16(l_hi, zero), ca0, ca1, cb0, cb1, 12, vwy, vt0);
+        __m256i g_lo = _mm256_packs_epi32(g0, g1), g_hi = _mm256_packs_epi32(g2, g3);
+        __m256i o0 = orbox_apply16x2(c0, air0, g_lo, g_hi);
+        __m256i o1 = orbox_apply16x2(c1, air1, g_lo, g_hi);
+        __m256i o2 = orbox_apply16x2(c2, air2, g_lo, g_hi);
+        uint8_t* q = dp + 3 * x;
+        orbox_store2(q, q + 48, orbox_pick3x2(o0, o1, o2, INTER_R_a, INTER_G_a, INTER_B_a));
+        orbox_store2(q + 16, q + 64, orbox_pick3x2(o0, o1, o2, INTER_R_b, INTER_G_b, INTER_B_b));
+        orbox_store2(q + 32, q + 80, orbox_pick3x2(o0, o1, o2, INTER_R_c, INTER_G_c, INTER_B_c));
+    }
+    return x;
+}
+#endif
+
 static inline void orbox_recover_rgb(const uint8_t* sp, uint8_t* dp, int xs, int xe,
                                      const float* a0, const float* a1, const float* b0, const float* b1,
                                      float wy, const int16_t* w, const int16_t* air, float t0) {
+#if defined(__AVX2__)
+    xs = orbox_recover_rgb_avx2(sp, dp, xs, xe, a0, a1, b0, b1, wy, w, air, t0);
+#endif
     const __m128i zero = _mm_setzero_si128();
     const __m128 vwy = _mm_set1_ps(wy), vt0 = _mm_set1_ps(t0);
     const __m128i w0 = _mm_set1_epi16(w[0]), w1 = _mm_set1_epi16(w[1]), w2 = _mm_set1_epi16(w[2]);
