@@ -74,19 +74,20 @@ class Tuning:
         return self
 
 
-AUTO_GRID_WIDTH = 2048  # widest frame one grid step of 4 pixels serves
+AUTO_GRID_WIDTH = 1024  # widest frame a grid step of 4 pixels serves
 
 
 def resolve_subsample(tuning: Tuning, width: int) -> Tuning:
-    """Fix an automatic grid step: 4 up to 2048 px wide (1080p), 8 for 4K.
+    """Fix an automatic grid step: 4 up to 1024 px wide, 8 above (720p, 1080p, 4K).
 
-    The grid then keeps about the same number of cells, and covers the same share of the view,
-    whatever the resolution, so quality is resolution-independent and the grid-level work
-    (statistics, guided filter) stays at the 1080p cost.
+    The dark-channel patch and guided-filter window are counted in grid cells, and the constants
+    were tuned at 960 px with s = 4; a larger step on larger frames keeps them covering a similar
+    share of the view and bounds the grid-level work. Measured on the suite at 1080p: s = 8 scores
+    25.16 dB against 25.12 for s = 4. At 4K, s = 16 lost up to 0.8 dB on a scene, so 8 is the cap.
     """
     if tuning.subsample:
         return tuning
-    return replace(tuning, subsample=4 * max(1, -(-width // AUTO_GRID_WIDTH)))
+    return replace(tuning, subsample=4 if width <= AUTO_GRID_WIDTH else 8)
 
 
 def make_tuning(overrides: dict[str, Any]) -> Tuning:
