@@ -10,6 +10,14 @@ import numpy as np
 
 _KR, _KB = 0.2126, 0.0722
 _KG = 1.0 - _KR - _KB
+LUMA_WEIGHTS = np.array([_KR, _KG, _KB], np.float32)  # BT.709, for RGB in the same scale as the result
+
+
+def rgb_to_yuv_codes(rgb: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Limited-range BT.709 Y, U, V codes (0..255 scale, unrounded) of one RGB colour given in 0..255."""
+    r, g, b = (c / 255.0 for c in rgb)
+    y = _KR * r + _KG * g + _KB * b
+    return 16.0 + 219.0 * y, 128.0 + 224.0 * (b - y) / (2 * (1 - _KB)), 128.0 + 224.0 * (r - y) / (2 * (1 - _KR))
 
 
 def rgb_to_nv12(rgb: np.ndarray) -> np.ndarray:

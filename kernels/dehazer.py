@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 
 from kernels import _dehaze
+from kernels.colour import rgb_to_yuv_codes
 
 PIXEL_FORMATS = ("rgb24", "bgr24", "nv12")
 MIN_SIZE = 16
-# BT.709 luma weights; NV12 is limited range (Y 16..235, UV 16..240), as capture cards deliver it.
-_KR, _KG, _KB = 0.2126, 0.7152, 0.0722
 
 
 @dataclass(frozen=True)
@@ -109,13 +108,6 @@ def make_tuning(overrides: dict[str, Any]) -> Tuning:
 def _smoothstep(lo: float, hi: float, x: float) -> float:
     u = min(max((x - lo) / (hi - lo), 0.0), 1.0)
     return u * u * (3.0 - 2.0 * u)
-
-
-def rgb_airlight_to_yuv(airlight: tuple[float, float, float]) -> tuple[float, float, float]:
-    """Limited-range BT.709 Y, U, V (0..255 codes) of an RGB airlight given in 0..255."""
-    r, g, b = (c / 255.0 for c in airlight)
-    y = _KR * r + _KG * g + _KB * b
-    return 16.0 + 219.0 * y, 128.0 + 224.0 * (b - y) / 1.8556, 128.0 + 224.0 * (r - y) / 1.5748
 
 
 class Dehazer:
@@ -260,7 +252,7 @@ class Dehazer:
         else:
             cx, cy, r = disc
             if self.pixel_format == "nv12":
-                yuv = rgb_airlight_to_yuv(airlight)
+                yuv = rgb_to_yuv_codes(airlight)  # NV12 is limited-range BT.709
                 _dehaze.recover_nv12(src, dst, self.height, s, self._a, self._b, self._rows, self._grid_rows,
                                      self._gains, *yuv, tune.t0, cx, cy, r, in_place, threads)
             else:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from kernels.colour import LUMA_WEIGHTS
 from kernels.dehazer import Dehazer, Tuning, resolve_subsample
-
-_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 
 def box_mean(image: np.ndarray, radius: int) -> np.ndarray:
@@ -48,7 +47,7 @@ def textbook_dcp(frame: np.ndarray, patch: int = 15, omega: float = 0.95, t0: fl
     brightest = candidates[np.argmax(image.reshape(-1, 3)[candidates].sum(axis=1))]
     airlight = np.maximum(image.reshape(-1, 3)[brightest], 1e-3)
     t_raw = 1.0 - omega * _dark_channel(image / airlight, patch)
-    t = guided_filter(image @ _LUMA, t_raw, radius, eps)
+    t = guided_filter(image @ LUMA_WEIGHTS, t_raw, radius, eps)
     t = np.maximum(t, t0)[..., None]
     return np.clip(((image - airlight) / t + airlight) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
@@ -57,7 +56,7 @@ def opencv_dehaze(frame: np.ndarray, tuning: Tuning | None = None) -> np.ndarray
     """orbox's algorithm (one frame, no temporal state) written with plain OpenCV + NumPy."""
     tune = resolve_subsample(tuning or Tuning(), frame.shape[1])
     image = frame.astype(np.float32)
-    luma = image @ (_LUMA / 255.0)
+    luma = image @ (LUMA_WEIGHTS / 255.0)
     view = cv2.erode((luma > tune.vignette_luma).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     patch = (2 * tune.dark_radius + 1) * tune.subsample
     raw_dark = _dark_channel(image, patch)
@@ -97,7 +96,7 @@ def full_filter_twin(frame: np.ndarray, dehazer: Dehazer) -> np.ndarray:
     height, width = frame.shape[:2]
     grid_t = dehazer.transmission_grid()
     t_raw = np.repeat(np.repeat(grid_t, s, axis=0), s, axis=1)[:height, :width]
-    luma = image @ (_LUMA / 255.0)
+    luma = image @ (LUMA_WEIGHTS / 255.0)
     t = guided_filter(luma, t_raw, tune.gf_radius * s, tune.gf_eps)
     effect = stats["strength_applied"]
     t = np.clip(1.0 - effect * (1.0 - t), tune.t0, 1.0)[..., None]
