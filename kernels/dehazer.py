@@ -4,8 +4,9 @@ Dark channel prior (He et al. 2009) with the fast guided filter (He & Sun 2015),
 laparoscopy (see shared/DESIGN.md section 2):
 
 - the airlight is voted for by the haziest usable cells (speculars, instruments and the black
-  vignette excluded), averaged over a quantile instead of an arg-max, pulled towards grey
-  (surgical smoke is nearly achromatic, red tissue is not) and smoothed over time;
+  vignette excluded), averaged over a quantile instead of an arg-max, made grey at the level of
+  its brightest channel (surgical smoke is nearly achromatic, red tissue is not) and smoothed
+  over time;
 - a smoke level (the haze veil over the clearest part of the view) gates the correction, so a
   smoke-free frame passes through untouched; `strength` scales what remains;
 - pixels outside the scope's disc are never modified and never enter a statistic.
@@ -35,17 +36,17 @@ class Tuning:
 
     subsample: int = 0            # grid step s of the fast guided filter and statistics; 0 = auto
     dark_radius: int = 2          # erosion radius on the grid: a (2r+1)*s = 20 px patch
-    omega: float = 0.90           # fraction of haze removed (tissue breaks the prior: keep some)
+    omega: float = 0.87           # fraction of haze removed (tissue breaks the prior: keep some)
     t0: float = 0.15              # transmission floor: 1/t0 bounds the noise gain on video
     gf_radius: int = 12           # guided-filter radius on the grid (48 px at s=4)
     gf_eps: float = 1e-3          # guided-filter regulariser, in luma^2 (0..1 scale)
     airlight_top: float = 0.002   # fraction of usable cells that vote for the airlight
     saturation: float = 235.0     # cells whose brightest mean channel reaches this cannot vote
-    grey_pull: float = 0.90       # fraction of the airlight's chroma removed (smoke is near grey)
+    grey_pull: float = 1.0        # fraction of the airlight's chroma removed (smoke is near grey)
     temporal_alpha: float = 0.15  # EMA weight of the newest frame for airlight and smoke level
     veil_quantile: float = 0.05   # smoke level = this quantile of the dark channel inside the disc
-    gate_low: float = 0.12        # smoke level at which correction starts ...
-    gate_high: float = 0.20       # ... and at which it reaches full strength
+    gate_low: float = 0.14        # smoke level at which correction starts ...
+    gate_high: float = 0.18       # ... and at which it reaches full strength
     vignette_luma: float = 0.06   # cells darker than this (mean luma 0..1) are vignette
     disc_margin: float = 3.0      # grid cells kept clear of the disc's soft edge in the statistics
 
@@ -103,6 +104,18 @@ def make_tuning(overrides: dict[str, Any]) -> Tuning:
             raise TypeError(f"tuning parameter {name!r} must be {kind.__name__}, got {type(value).__name__}")
         typed[name] = kind(value)
     return replace(base, **typed).validated()
+
+
+def airlight_towards_grey(colour: np.ndarray, grey_pull: float) -> np.ndarray:
+    """Smoke colour from the haziest cells' mean colour: grey at the level of its brightest channel.
+
+    Those cells are I = t*J + (1-t)*A with t well above 0 when the smoke is not dense, so their
+    colour is A mixed with the scene. Smoke adds the same grey level to every channel, while tissue
+    is bright in red and dark in green and blue: the channel mean is pulled far below A (on the
+    suite, 0.69 for a true 0.90), the brightest channel much less. `grey_pull` removes that
+    fraction of the remaining chroma (1.0: pure grey).
+    """
+    return colour.max() + (1.0 - grey_pull) * (colour - colour.mean())
 
 
 def _smoothstep(lo: float, hi: float, x: float) -> float:
@@ -308,8 +321,7 @@ class Dehazer:
                 estimate = np.array([r, g, b], dtype=np.float64)
         if estimate is None:
             estimate = self._airlight if self._airlight is not None else np.full(3, 220.0)
-        grey = estimate.mean()
-        estimate = grey + (1.0 - tune.grey_pull) * (estimate - grey)
+        estimate = airlight_towards_grey(estimate, tune.grey_pull)
         estimate = np.clip(estimate, 64.0, 255.0)
         if self._airlight is not None:
             estimate = self._airlight + tune.temporal_alpha * (estimate - self._airlight)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from kernels.colour import LUMA_WEIGHTS
-from kernels.dehazer import Dehazer, Tuning, resolve_subsample
+from kernels.dehazer import Dehazer, Tuning, airlight_towards_grey, resolve_subsample
 
 
 def box_mean(image: np.ndarray, radius: int) -> np.ndarray:
@@ -66,7 +66,7 @@ def opencv_dehaze(frame: np.ndarray, tuning: Tuning | None = None) -> np.ndarray
     votes = raw_dark[usable]
     threshold = np.quantile(votes, 1.0 - tune.airlight_top)
     airlight = image[usable][votes >= threshold].mean(axis=0)
-    airlight = np.clip(airlight.mean() + (1.0 - tune.grey_pull) * (airlight - airlight.mean()), 64.0, 255.0)
+    airlight = np.clip(airlight_towards_grey(airlight, tune.grey_pull), 64.0, 255.0)
     dark = _dark_channel(image / airlight, patch)
     smoke = float(np.quantile(dark[view], tune.veil_quantile))
     u = np.clip((smoke - tune.gate_low) / (tune.gate_high - tune.gate_low), 0.0, 1.0)

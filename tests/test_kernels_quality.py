@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from kernels.quality import FLICKER_LIMIT, do_no_harm, evaluate, flicker, mean_score
+from kernels.quality import FLICKER_LIMIT, do_no_harm, evaluate, flicker, mean_score, run_kernel, score
+from kernels.synthetic import standard_suite
 
 
 @pytest.fixture(scope="module")
@@ -14,10 +16,28 @@ def results():
 
 def test_orbox_beats_hazy_input_and_textbook_dcp(results):
     orbox, textbook, hazy = (mean_score(results, row) for row in ("orbox", "textbook", "hazy"))
-    assert orbox.psnr >= 25.5, orbox
-    assert orbox.psnr >= textbook.psnr + 2.0
-    assert orbox.delta_e <= textbook.delta_e - 2.0
+    assert orbox.psnr >= 26.0, orbox  # the issue's target
+    assert orbox.delta_e <= 4.0, orbox  # achieved level; the target of 3 is not met yet
+    assert orbox.psnr >= textbook.psnr + 3.0
+    assert orbox.delta_e <= textbook.delta_e - 4.0
     assert orbox.ssim > textbook.ssim > hazy.ssim
+
+
+def test_constants_are_not_fitted_to_the_suite_seed():
+    """The same scenes rendered from another seed (other crops of noise, smoke, tint and A)."""
+    scores = [score(run_kernel(scene)[0], scene.clean, scene.metric_mask) for scene in standard_suite(seed=3030)]
+    assert np.mean([s.psnr for s in scores]) >= 26.0
+    assert np.mean([s.delta_e for s in scores]) <= 4.5
+
+
+def test_airlight_estimate_is_close_to_the_true_smoke_level():
+    # The haziest cells mix A with red tissue; their mean channel sits far below A, the brightest
+    # channel close to it. Magnitude error here was 0.10 on average with the channel mean.
+    errors = []
+    for scene in standard_suite():
+        _, dehazer = run_kernel(scene)
+        errors.append(abs(np.mean(dehazer.stats["airlight"]) - float(scene.airlight.mean())))
+    assert np.mean(errors) <= 0.06, errors
 
 
 def test_every_scene_improves_on_its_input(results):
