@@ -129,26 +129,33 @@ cdef void _stats_nv12_row(const u8[:, ::1] frame, int gy, int s, int height, uns
                           u8* pair_min, float* acc,
                           float[:, :, ::1] mean, float[:, :, ::1] mins, float[:, ::1] luma) noexcept nogil:
     # Each chroma sample covers a 2x2 luma quad, so the RGB min over the quad is the luma min
-    # plus that sample's chroma term: no per-pixel colour conversion is needed. The two luma rows
-    # of a quad are first folded with flat unit-stride loops (vectorised), then each chroma sample
-    # adds its quad to its block's accumulators. acc: 8 floats per block.
+    # plus that sample's chroma term: no per-pixel colour conversion is needed. Per chroma row,
+    # flat unit-stride loops (vectorised) fold the two luma rows and compute every quad's RGB
+    # minimum; only then does each block reduce its own samples. Sums stay raw code sums (exact
+    # in float32) and are converted once per block, since the mean of an affine map is affine.
+    # acc: 3 * (width / 2) quad minima, then 8 floats per block.
     cdef int width = frame.shape[1]
+    cdef int half_w = width // 2
     cdef int gw = mean.shape[1]
     cdef int cy0 = (gy * s) // 2
     cdef int cy1 = min(cy0 + s // 2, height // 2)
     cdef int half_s = s // 2
-    cdef int cyy, x, c, gx
+    cdef int cyy, x, c, c0, c1, gx
     cdef const u8* y0
     cdef const u8* y1
     cdef const u8* uv
-    cdef float u, v, qmin, qsum, ru, gu, bu
+    cdef float u, v, qmin, ym, n
+    cdef float* rq = acc
+    cdef float* gq = acc + half_w
+    cdef float* bq = acc + 2 * half_w
+    cdef float* blocks = acc + 3 * half_w
     cdef float* blk
     for x in range(8 * gw):
-        acc[x] = 0.0
+        blocks[x] = 0.0
     for gx in range(gw):
-        acc[8 * gx + 4] = 1e9
-        acc[8 * gx + 5] = 1e9
-        acc[8 * gx + 6] = 1e9
+        blocks[8 * gx + 4] = 1e9
+        blocks[8 * gx + 5] = 1e9
+        blocks[8 * gx + 6] = 1e9
     for cyy in range(cy0, cy1):
         y0 = &frame[2 * cyy, 0]
         y1 = &frame[2 * cyy + 1, 0]
@@ -156,33 +163,39 @@ cdef void _stats_nv12_row(const u8[:, ::1] frame, int gy, int s, int height, uns
         for x in range(width):
             pair_sum[x] = y0[x] + y1[x]
             pair_min[x] = y0[x] if y0[x] < y1[x] else y1[x]
-        for c in range(width // 2):
-            blk = acc + 8 * (c // half_s)
+        for c in range(half_w):
             u = (uv[2 * c] - 128.0) * C_SCALE
             v = (uv[2 * c + 1] - 128.0) * C_SCALE
             qmin = (min(pair_min[2 * c], pair_min[2 * c + 1]) - 16.0) * Y_SCALE
-            qsum = (pair_sum[2 * c] + pair_sum[2 * c + 1] - 64.0) * Y_SCALE
-            ru = CR_V * v
-            gu = -CG_U * u - CG_V * v
-            bu = CB_U * u
-            blk[0] = blk[0] + qsum
-            blk[1] = blk[1] + ru
-            blk[2] = blk[2] + gu
-            blk[3] = blk[3] + bu
-            blk[4] = min(blk[4], qmin + ru)
-            blk[5] = min(blk[5], qmin + gu)
-            blk[6] = min(blk[6], qmin + bu)
-            blk[7] = blk[7] + 4.0
+            rq[c] = qmin + CR_V * v
+            gq[c] = qmin - CG_U * u - CG_V * v
+            bq[c] = qmin + CB_U * u
+        for gx in range(gw):
+            blk = blocks + 8 * gx
+            c0 = gx * half_s
+            c1 = min(c0 + half_s, half_w)
+            for c in range(c0, c1):
+                blk[0] = blk[0] + (pair_sum[2 * c] + pair_sum[2 * c + 1])
+                blk[1] = blk[1] + uv[2 * c]
+                blk[2] = blk[2] + uv[2 * c + 1]
+                blk[4] = min(blk[4], rq[c])
+                blk[5] = min(blk[5], gq[c])
+                blk[6] = min(blk[6], bq[c])
+            blk[7] = blk[7] + (c1 - c0)
     for gx in range(gw):
-        blk = acc + 8 * gx
-        # sums of R, G, B over the block: luma sum plus 4x each quad's chroma term
-        mean[gy, gx, 0] = _clampf((blk[0] + 4.0 * blk[1]) / blk[7], 0.0, 255.0)
-        mean[gy, gx, 1] = _clampf((blk[0] + 4.0 * blk[2]) / blk[7], 0.0, 255.0)
-        mean[gy, gx, 2] = _clampf((blk[0] + 4.0 * blk[3]) / blk[7], 0.0, 255.0)
+        blk = blocks + 8 * gx
+        n = blk[7]
+        # per-sample means of Y (over its quad), U and V in full-range units; R, G, B follow
+        ym = (blk[0] / (4.0 * n) - 16.0) * Y_SCALE
+        u = (blk[1] / n - 128.0) * C_SCALE
+        v = (blk[2] / n - 128.0) * C_SCALE
+        mean[gy, gx, 0] = _clampf(ym + CR_V * v, 0.0, 255.0)
+        mean[gy, gx, 1] = _clampf(ym - CG_U * u - CG_V * v, 0.0, 255.0)
+        mean[gy, gx, 2] = _clampf(ym + CB_U * u, 0.0, 255.0)
         mins[gy, gx, 0] = _clampf(blk[4], 0.0, 255.0)
         mins[gy, gx, 1] = _clampf(blk[5], 0.0, 255.0)
         mins[gy, gx, 2] = _clampf(blk[6], 0.0, 255.0)
-        luma[gy, gx] = _clampf(blk[0] / (255.0 * blk[7]), 0.0, 1.0)
+        luma[gy, gx] = _clampf(ym / 255.0, 0.0, 1.0)
 
 
 def block_stats_nv12(const u8[:, ::1] frame, int s, int height,
@@ -190,7 +203,7 @@ def block_stats_nv12(const u8[:, ::1] frame, int s, int height,
                      unsigned short[:, ::1] pair_sum, u8[:, ::1] pair_min, float[:, ::1] acc, int threads):
     """NV12 twin of block_stats_rgb: the same statistics, in full-range RGB, read from Y and UV.
 
-    Scratch: `pair_sum`/`pair_min` (threads, width), `acc` (threads, 8 * grid width).
+    Scratch: `pair_sum`/`pair_min` (threads, width), `acc` (threads, 3 * (width / 2) + 8 * grid width).
     """
     cdef int gy, tid
     cdef int gh = mean.shape[0]

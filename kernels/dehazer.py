@@ -209,7 +209,7 @@ class Dehazer:
             self._gains = np.zeros((2 * self.threads, self.width), np.int16)
             self._pair_sum = np.zeros((self.threads, self.width), np.uint16)
             self._pair_min = np.zeros((self.threads, self.width), np.uint8)
-            self._block_acc = np.zeros((self.threads, 8 * gw), f32)
+            self._block_acc = np.zeros((self.threads, 3 * (self.width // 2) + 8 * gw), f32)
         else:
             self._vsum = np.zeros((self.threads, 3 * self.width), np.uint16)
             self._vmin = np.zeros((self.threads, 3 * self.width), np.uint8)
