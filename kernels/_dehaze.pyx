@@ -71,11 +71,34 @@ cdef void _stats_rgb_row(const u8[:, ::1] frame, int gy, int s, int ri, int gi, 
     cdef int y1 = min(y0 + s, height)
     cdef int i, y, gx, x, x0, x1
     cdef const u8* row = &frame[y0, 0]
-    cdef float sr, sg, sb, mr, mg, mb, n
-    for i in range(n3):
-        vsum[i] = row[i]
-        vmin[i] = row[i]
-    for y in range(y0 + 1, y1):
+    cdef const u8* nxt
+    cdef u8 low
+    cdef const unsigned short* ps
+    cdef const u8* pm
+    cdef unsigned int sr, sg, sb
+    cdef u8 mr, mg, mb
+    cdef float n
+    # Two rows per sweep: half the scratch-row loads and stores per frame byte.
+    if y1 - y0 >= 2:
+        nxt = &frame[y0 + 1, 0]
+        for i in range(n3):
+            vsum[i] = row[i] + nxt[i]
+            vmin[i] = row[i] if row[i] < nxt[i] else nxt[i]
+        y = y0 + 2
+    else:
+        for i in range(n3):
+            vsum[i] = row[i]
+            vmin[i] = row[i]
+        y = y0 + 1
+    while y + 1 < y1:
+        row = &frame[y, 0]
+        nxt = &frame[y + 1, 0]
+        for i in range(n3):
+            vsum[i] = vsum[i] + row[i] + nxt[i]
+            low = row[i] if row[i] < nxt[i] else nxt[i]
+            vmin[i] = vmin[i] if vmin[i] < low else low
+        y = y + 2
+    if y < y1:
         row = &frame[y, 0]
         for i in range(n3):
             vsum[i] = vsum[i] + row[i]
@@ -83,19 +106,22 @@ cdef void _stats_rgb_row(const u8[:, ::1] frame, int gy, int s, int ri, int gi, 
     for gx in range(gw):
         x0 = gx * s
         x1 = min(x0 + s, width)
-        sr = 0.0
-        sg = 0.0
-        sb = 0.0
-        mr = 255.0
-        mg = 255.0
-        mb = 255.0
-        for x in range(x0, x1):
-            sr = sr + vsum[3 * x + ri]
-            sg = sg + vsum[3 * x + gi]
-            sb = sb + vsum[3 * x + bi]
-            mr = min(mr, <float>vmin[3 * x + ri])
-            mg = min(mg, <float>vmin[3 * x + gi])
-            mb = min(mb, <float>vmin[3 * x + bi])
+        # Integer accumulators: one conversion per block instead of one per pixel.
+        sr = 0
+        sg = 0
+        sb = 0
+        mr = 255
+        mg = 255
+        mb = 255
+        ps = vsum + 3 * x0
+        pm = vmin + 3 * x0
+        for x in range(x1 - x0):
+            sr = sr + ps[3 * x + ri]
+            sg = sg + ps[3 * x + gi]
+            sb = sb + ps[3 * x + bi]
+            mr = pm[3 * x + ri] if pm[3 * x + ri] < mr else mr
+            mg = pm[3 * x + gi] if pm[3 * x + gi] < mg else mg
+            mb = pm[3 * x + bi] if pm[3 * x + bi] < mb else mb
         n = (y1 - y0) * (x1 - x0)
         mean[gy, gx, 0] = sr / n
         mean[gy, gx, 1] = sg / n
