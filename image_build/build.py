@@ -32,7 +32,7 @@ from image_build.update_bundle import PayloadFile, write_update_bundle
 from image_build.wheels import pin_wheels
 from orbox.artifacts import file_digest
 from orbox.atomic import fsync_dir
-from quantize.manifest import BundleError, canonical_json, load_manifest, load_private_key, verify_bundle
+from orbox.signing import BundleError, canonical_json, load_manifest, load_private_key, verify_bundle
 
 RECORD_SCHEMA = "orbox.build-record/1"
 UPDATE_NAME = "update.obx"

@@ -25,7 +25,7 @@ def _user_errors() -> Iterator[None]:
 
     OSError is expected too: a full disk or an unwritable --out/--target names its file in str(exc).
     """
-    from quantize.manifest import BundleError
+    from orbox.signing import BundleError
 
     try:
         yield
@@ -34,7 +34,7 @@ def _user_errors() -> Iterator[None]:
 
 
 def _public_key(path: Path) -> Any:
-    from quantize.manifest import load_public_key
+    from orbox.signing import load_public_key
 
     return load_public_key(path)
 

@@ -16,7 +16,7 @@ from image_build.spec import ImageSpec
 from image_build.tree import StagedTree
 from image_build.wheels import PinnedWheel
 from orbox.artifacts import file_digest
-from quantize.manifest import MANIFEST_NAME, SIGNATURE_NAME, canonical_json
+from orbox.signing import MANIFEST_NAME, SIGNATURE_NAME, canonical_json
 
 WHEEL_DIR = "/opt/orbox/wheels"
 MODEL_DIR = "/opt/orbox/models"

@@ -20,7 +20,7 @@ from image_build.tree import StagedTree
 from image_build.wheels import read_wheel_metadata
 from orbox import __version__ as orbox_version
 from orbox.artifacts import file_digest
-from quantize.manifest import canonical_json
+from orbox.signing import canonical_json
 
 _IMAGE_REF = "orbox-image"
 

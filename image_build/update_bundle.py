@@ -34,7 +34,7 @@ from packaging.version import InvalidVersion, Version
 from image_build.errors import ImageError
 from orbox.artifacts import file_digest
 from orbox.atomic import atomic_writer
-from quantize.manifest import build_timestamp, canonical_json, sign_bytes, verify_bytes
+from orbox.signing import build_timestamp, canonical_json, sign_bytes, verify_bytes
 
 UPDATE_SCHEMA = "orbox.update/1"
 MAGIC = b"ORBXUPD1"

@@ -3,7 +3,7 @@
 Lives outside `quantize` because the box (appliance) verifies every artifact before loading it
 and must not import the vendor toolchain. ext4 does not protect file contents: a flipped byte
 in a model is read back silently, so this check is the only line of defence. Writing and signing
-bundles is the vendor side's job (`quantize.manifest`).
+bundles is the vendor side's job (`quantize.manifest`, on top of `orbox.signing`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
-"""Artifact bundles: one manifest.json per directory, sha256 of every file, ed25519 signatures.
+"""Model bundle manifests: each producer merges its section and artifacts into manifest.json.
 
-This is the single manifest and signing module. `orbox quantize llm`, `orbox quantize encoder`
-and the image build all go through it, so a bundle written by any of them verifies the same way.
-
-Layout of a bundle directory::
-
-    manifest.json       canonical JSON (sorted keys, 2-space indent, UTF-8, trailing newline)
-    manifest.json.sig   raw 64-byte ed25519 signature over the exact bytes of manifest.json
-    <artifacts...>      every file listed under "artifacts" with its sha256 and size
+`orbox quantize llm` and `orbox quantize encoder` both go through `update_manifest`, so a bundle
+written by either verifies the same way. Canonical JSON, keys and signatures live in
+`orbox.signing` (the image build signs too, without importing this package) and are re-exported
+here, so vendor-side code has one module for bundles.
 
 Determinism: the manifest holds no wall-clock time unless SOURCE_DATE_EPOCH is unset; then
 `created` is the current time. With SOURCE_DATE_EPOCH set, identical inputs give identical bytes.
@@ -15,47 +11,36 @@ Determinism: the manifest holds no wall-clock time unless SOURCE_DATE_EPOCH is u
 
 from __future__ import annotations
 
-import datetime as _dt
 import importlib.metadata
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
 from orbox.artifacts import MANIFEST_NAME, SCHEMA, FileDigest, file_digest, load_manifest, verify_artifact
-from orbox.artifacts import ManifestError as BundleError
 from orbox.atomic import atomic_write_bytes
+from orbox.signing import (
+    SIGNATURE_NAME,
+    BundleError,
+    build_timestamp,
+    canonical_json,
+    generate_keypair,
+    load_private_key,
+    load_public_key,
+    sign_bundle,
+    sign_bytes,
+    verify_bundle,
+    verify_bytes,
+)
 
 # re-exported: one module for bundle code on the vendor side
-__all__ = ["MANIFEST_NAME", "SCHEMA", "BundleError", "FileDigest", "file_digest", "load_manifest", "verify_artifact"]
-
-SIGNATURE_NAME = "manifest.json.sig"
-
-
-def canonical_json(document: Any) -> bytes:
-    """The one serialisation used for manifests, so equal content gives equal bytes."""
-    return (json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+__all__ = [
+    "MANIFEST_NAME", "SCHEMA", "SIGNATURE_NAME", "BundleError", "FileDigest", "build_timestamp", "canonical_json",
+    "file_digest", "generate_keypair", "load_manifest", "load_private_key", "load_public_key", "sign_bundle",
+    "sign_bytes", "verify_artifact", "verify_bundle", "verify_bytes",
+]
 
 
-def build_timestamp() -> str:
-    """ISO-8601 UTC time from SOURCE_DATE_EPOCH when set (reproducible builds), else now."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch is not None:
-        try:
-            moment = _dt.datetime.fromtimestamp(int(epoch), tz=_dt.UTC)
-        except ValueError as exc:
-            raise BundleError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {epoch!r}") from exc
-    else:
-        moment = _dt.datetime.now(tz=_dt.UTC).replace(microsecond=0)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --------------------------------------------------------------------------- manifests
 
 
 def empty_manifest(profile: str) -> dict[str, Any]:
@@ -131,100 +116,3 @@ def write_manifest(bundle_dir: str | os.PathLike, manifest: dict[str, Any]) -> b
 
 def manifest_sha256(bundle_dir: str | os.PathLike) -> str:
     return file_digest(Path(bundle_dir) / MANIFEST_NAME).sha256
-
-
-# --------------------------------------------------------------------------- keys
-
-
-def generate_keypair(prefix: str | os.PathLike) -> tuple[Path, Path]:
-    """Write PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (SubjectPublicKeyInfo PEM)."""
-    prefix = Path(prefix)
-    key_path, pub_path = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
-    for path in (key_path, pub_path):
-        if path.exists():
-            raise BundleError(f"{path}: already exists; refusing to overwrite a key")
-    private = Ed25519PrivateKey.generate()
-    private_pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    atomic_write_bytes(key_path, private_pem)
-    os.chmod(key_path, 0o600)
-    atomic_write_bytes(pub_path, public_pem)
-    return key_path, pub_path
-
-
-def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
-    data = _read_key_file(path)
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise BundleError(f"{path}: not an unencrypted PEM PKCS#8 private key ({exc})") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise BundleError(f"{path}: expected an ed25519 private key, found {type(key).__name__}")
-    return key
-
-
-def load_public_key(path: str | os.PathLike) -> Ed25519PublicKey:
-    data = _read_key_file(path)
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as exc:
-        raise BundleError(f"{path}: not a PEM SubjectPublicKeyInfo public key ({exc})") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise BundleError(f"{path}: expected an ed25519 public key, found {type(key).__name__}")
-    return key
-
-
-def _read_key_file(path: str | os.PathLike) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise BundleError(f"{path}: cannot read key file ({exc.strerror})") from exc
-
-
-# --------------------------------------------------------------------------- signatures
-
-
-def sign_bytes(data: bytes, key: Ed25519PrivateKey) -> bytes:
-    return key.sign(data)
-
-
-def verify_bytes(data: bytes, signature: bytes, key: Ed25519PublicKey) -> bool:
-    try:
-        key.verify(signature, data)
-    except InvalidSignature:
-        return False
-    return True
-
-
-def sign_bundle(bundle_dir: str | os.PathLike, key_path: str | os.PathLike) -> Path:
-    """Sign the exact bytes of manifest.json; the manifest in turn pins every artifact's sha256."""
-    root = Path(bundle_dir)
-    key = load_private_key(key_path)
-    data = (root / MANIFEST_NAME).read_bytes()
-    signature_path = root / SIGNATURE_NAME
-    atomic_write_bytes(signature_path, sign_bytes(data, key))
-    return signature_path
-
-
-def verify_bundle(bundle_dir: str | os.PathLike, pubkey_path: str | os.PathLike | None = None) -> list[str]:
-    """Return a list of problems (empty when the bundle is intact and, if a key is given, signed by it)."""
-    root = Path(bundle_dir)
-    try:
-        manifest = load_manifest(root)
-    except BundleError as exc:
-        return [str(exc)]
-    problems: list[str] = []
-    if pubkey_path is not None:
-        signature_path = root / SIGNATURE_NAME
-        if not signature_path.is_file():
-            problems.append(f"{signature_path}: missing; the bundle is not signed")
-        elif not verify_bytes((root / MANIFEST_NAME).read_bytes(), signature_path.read_bytes(),
-                              load_public_key(pubkey_path)):
-            problems.append(f"{signature_path}: signature does not match manifest.json and {pubkey_path}")
-    for relpath, entry in sorted(manifest["artifacts"].items()):
-        problems.extend(verify_artifact(root, relpath, entry))
-    return problems
