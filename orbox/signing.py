@@ -14,8 +14,10 @@ manifest is `quantize.manifest`'s job; reading and checking artifacts is `orbox.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,24 +74,25 @@ def generate_keypair(prefix: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def load_private_key(path: str | os.PathLike) -> Ed25519PrivateKey:
-    data = _read_key_file(path)
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise BundleError(f"{path}: not an unencrypted PEM PKCS#8 private key ({exc})") from exc
-    if not isinstance(key, Ed25519PrivateKey):
-        raise BundleError(f"{path}: expected an ed25519 private key, found {type(key).__name__}")
-    return key
+    loader = functools.partial(serialization.load_pem_private_key, password=None)
+    return _load_key(path, loader, Ed25519PrivateKey, "an unencrypted PEM PKCS#8 private key", "private")
 
 
 def load_public_key(path: str | os.PathLike) -> Ed25519PublicKey:
+    return _load_key(path, serialization.load_pem_public_key, Ed25519PublicKey,
+                     "a PEM SubjectPublicKeyInfo public key", "public")
+
+
+def _load_key(path: str | os.PathLike, loader: Callable[[bytes], object], expected: type, pem_kind: str,
+              role: str) -> Any:
+    """Parse one PEM key file, refusing anything that is not an ed25519 key of the expected role."""
     data = _read_key_file(path)
     try:
-        key = serialization.load_pem_public_key(data)
+        key = loader(data)
     except (ValueError, TypeError) as exc:
-        raise BundleError(f"{path}: not a PEM SubjectPublicKeyInfo public key ({exc})") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise BundleError(f"{path}: expected an ed25519 public key, found {type(key).__name__}")
+        raise BundleError(f"{path}: not {pem_kind} ({exc})") from exc
+    if not isinstance(key, expected):
+        raise BundleError(f"{path}: expected an ed25519 {role} key, found {type(key).__name__}")
     return key
 
 
