@@ -1,4 +1,4 @@
-"""The `encoder` worker: the bundle's INT8 embedding and reranker models via appliance.encoder_runtime.
+"""The `encoder` worker: the bundle's INT8 embedding and reranker models via inference.encoder.
 
 Protocol: {"op": "embed", "id", "texts": [...]} -> {"type": "result", "id", "embeddings": float32 (n, dim)};
 {"op": "rerank", "id", "query", "documents": [...]} -> {"type": "result", "id", "scores": float32 (n,)};
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from appliance.bundle import read_manifest
 from appliance.worker_process import WorkerFailure, WorkerRuntime
+from primitives.artifacts import load_manifest
 
 ROLES = ("embedding", "reranker")
 _ROLE_OF_OP = {"embed": "embedding", "rerank": "reranker"}
@@ -24,10 +24,10 @@ _ROLE_OF_OP = {"embed": "embedding", "rerank": "reranker"}
 class EncoderWorker(WorkerRuntime):
     def run(self) -> None:
         try:
-            runtime = importlib.import_module("appliance.encoder_runtime")
+            runtime = importlib.import_module("inference.encoder")
         except ImportError as exc:
             raise WorkerFailure(f"the box-side encoder loader is not installed ({exc})") from exc
-        manifest = read_manifest(self.spec.bundle_dir)
+        manifest = load_manifest(self.spec.bundle_dir)
         present = [role for role in ROLES if f"encoder/{role}/encoder.json" in manifest["artifacts"]]
         if not present:
             raise WorkerFailure(f"{self.spec.bundle_dir}/manifest.json lists no encoder "

@@ -25,7 +25,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.bundle import checked_llm_gguf
+from appliance.model_bundle import checked_llm_gguf
 from appliance.worker_process import WorkerRuntime
 
 DEFAULT_SEED = 1234  # clinical determinism: identical requests give identical answers

@@ -28,18 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from appliance.audit import AuditLog
-from appliance.bundle import manifest_sha256
 from appliance.clients import EncoderClient, LlmClient, VideoClient
 from appliance.config import WORKER_NAMES, ApplianceConfig
 from appliance.frame_ring import FrameRing, frame_shape
 from appliance.mcu_client import McuClient, McuError
+from appliance.model_bundle import manifest_sha256
 from appliance.sdnotify import SystemdNotifier
 from appliance.thermal import ThermalGovernor, ThermalSensors, Transition
 from appliance.video_worker import video_format
 from appliance.watchdogs import WatchdogFeeder
 from appliance.worker_handle import WorkerHandle
 from appliance.worker_process import WorkerSpec
-from orbox.atomic import atomic_write_text
+from primitives.atomic import atomic_write_text
 
 log = logging.getLogger("orbox.supervisor")
 STATUS_EVERY_S = 0.5

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from appliance.bundle import ArtifactRefused
 from appliance.config import ApplianceConfig
+from primitives.artifacts import ModelBundleError
 
 FAILED_EXIT = 3
 _PR_SET_PDEATHSIG = 1
@@ -145,7 +145,7 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
         pin_to_cores(spec.cores)
         runtime = getattr(importlib.import_module(module_name), attr)(conn, spec)
         runtime.run()
-    except (WorkerFailure, ArtifactRefused) as exc:
+    except (WorkerFailure, ModelBundleError) as exc:
         conn.send({"type": "failed", "reason": str(exc)})
         conn.close()
         sys.exit(FAILED_EXIT)

@@ -30,9 +30,9 @@ from image_build.tools import require_tool
 from image_build.tree import StagedTree, extract_base
 from image_build.update_bundle import PayloadFile, write_update_bundle
 from image_build.wheels import pin_wheels
-from orbox.artifacts import file_digest
-from orbox.atomic import fsync_dir
-from orbox.signing import BundleError, canonical_json, load_manifest, load_private_key, verify_bundle
+from primitives.artifacts import ModelBundleError, file_digest, load_manifest
+from primitives.atomic import fsync_dir
+from primitives.signing import KeyFileError, canonical_json, load_private_key, verify_bundle
 
 RECORD_SCHEMA = "orbox.build-record/1"
 UPDATE_NAME = "update.obx"
@@ -183,7 +183,7 @@ def _checked_bundle(spec: ImageSpec) -> dict[str, Any]:
     try:
         problems = verify_bundle(spec.bundle)
         manifest = load_manifest(spec.bundle) if not problems else {}
-    except BundleError as exc:
+    except (ModelBundleError, KeyFileError) as exc:
         problems = [str(exc)]
     if problems:
         raise ImageError(f"artifact bundle {spec.bundle} does not verify: {'; '.join(problems)}")
@@ -200,7 +200,7 @@ def _load_key(key_path: Path | None) -> Any:
         return None
     try:
         return load_private_key(key_path)
-    except BundleError as exc:
+    except KeyFileError as exc:
         raise ImageError(f"--key: {exc}") from exc
 
 

@@ -25,16 +25,17 @@ def _user_errors() -> Iterator[None]:
 
     OSError is expected too: a full disk or an unwritable --out/--target names its file in str(exc).
     """
-    from orbox.signing import BundleError
+    from primitives.artifacts import ModelBundleError
+    from primitives.signing import KeyFileError, SourceDateEpochError
 
     try:
         yield
-    except (ImageError, BundleError, OSError) as exc:
+    except (ImageError, ModelBundleError, KeyFileError, SourceDateEpochError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
 def _public_key(path: Path) -> Any:
-    from orbox.signing import load_public_key
+    from primitives.signing import load_public_key
 
     return load_public_key(path)
 
@@ -162,7 +163,7 @@ def init_target(
 ) -> None:
     """Create a simulated slot layout: slot A = IMAGE (good, primary), slot B empty."""
     from image_build.slots import init_target as make_target
-    from orbox.atomic import atomic_write_bytes
+    from primitives.atomic import atomic_write_bytes
 
     with _user_errors():
         _public_key(pubkey)

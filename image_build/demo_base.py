@@ -15,7 +15,7 @@ from pathlib import Path
 
 from image_build.errors import ImageError
 from image_build.tools import require_tool
-from orbox.atomic import atomic_writer
+from primitives.atomic import atomic_writer
 
 _RCS = b"""#!/bin/sh
 # Demo base init: mount the kernel filesystems, run /etc/init.d/S??* start, power off on request.

@@ -15,8 +15,8 @@ from typing import Any
 from image_build.spec import ImageSpec
 from image_build.tree import StagedTree
 from image_build.wheels import PinnedWheel
-from orbox.artifacts import file_digest
-from orbox.signing import MANIFEST_NAME, SIGNATURE_NAME, canonical_json
+from primitives.artifacts import file_digest
+from primitives.signing import MANIFEST_NAME, SIGNATURE_NAME, canonical_json
 
 WHEEL_DIR = "/opt/orbox/wheels"
 MODEL_DIR = "/opt/orbox/models"

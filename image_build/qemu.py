@@ -17,7 +17,7 @@ from pathlib import Path
 
 from image_build.errors import ImageError
 from image_build.tools import require_tool
-from orbox.atomic import atomic_writer
+from primitives.atomic import atomic_writer
 
 SELF_CHECK = re.compile(r"orbox self-check: (OK|FAIL)\b([^\r\n]*)")
 _WANTED_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "squashfs")

@@ -18,9 +18,9 @@ from image_build.errors import ImageError
 from image_build.layer import MODEL_DIR, WHEEL_DIR
 from image_build.tree import StagedTree
 from image_build.wheels import read_wheel_metadata
-from orbox import __version__ as orbox_version
-from orbox.artifacts import file_digest
-from orbox.signing import canonical_json
+from primitives.artifacts import file_digest
+from primitives.distribution import VERSION as orbox_version
+from primitives.signing import canonical_json
 
 _IMAGE_REF = "orbox-image"
 

@@ -27,9 +27,9 @@ from packaging.version import Version
 from image_build.errors import ImageError
 from image_build.spec import pep440, profile_arch
 from image_build.update_bundle import BundleRejected, open_update_bundle
-from orbox.artifacts import FileDigest, file_digest
-from orbox.atomic import atomic_write_bytes
-from orbox.signing import canonical_json
+from primitives.artifacts import FileDigest, file_digest
+from primitives.atomic import atomic_write_bytes
+from primitives.signing import canonical_json
 
 STATE_SCHEMA = "orbox.bootstate/1"
 STATE_NAME = "bootstate.json"

@@ -32,9 +32,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from packaging.version import InvalidVersion, Version
 
 from image_build.errors import ImageError
-from orbox.artifacts import file_digest
-from orbox.atomic import atomic_writer
-from orbox.signing import build_timestamp, canonical_json, sign_bytes, verify_bytes
+from primitives.artifacts import file_digest
+from primitives.atomic import atomic_writer
+from primitives.signing import build_timestamp, canonical_json, sign_bytes, verify_bytes
 
 UPDATE_SCHEMA = "orbox.update/1"
 MAGIC = b"ORBXUPD1"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from image_build.errors import ImageError
 from image_build.spec import WheelPin
-from orbox.artifacts import file_digest
+from primitives.artifacts import file_digest
 
 
 @dataclass(frozen=True)

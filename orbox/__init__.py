@@ -1,8 +1,5 @@
-"""orbox: the command-line shell and the few helpers every package shares.
+"""orbox: the command-line shell and the end-to-end demo, on top of every other package.
 
-The capabilities live in the top-level packages `kernels`, `hw_profiles`, `quantize`,
-`appliance` and `image_build`; this package only wires them into one CLI and holds
-small, dependency-free utilities (atomic file writes).
+The capabilities live in the top-level packages (`primitives`, `kernels`, `hw_profiles`, `inference`,
+`quantize`, `image_build`, `appliance`); this package only wires them into one CLI.
 """
-
-__version__ = "0.1.0"

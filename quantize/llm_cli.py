@@ -41,12 +41,13 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
     """Convert a HF checkpoint to GGUF, quantize with llama.cpp k-quants, gate it, and publish a bundle."""
     from tqdm import tqdm
 
+    from primitives.artifacts import ModelBundleError
+    from primitives.signing import KeyFileError, SourceDateEpochError
     from quantize.checkpoint import CheckpointError
     from quantize.llm_convert import OutputError
     from quantize.llm_gates import load_thresholds
     from quantize.llm_pipeline import LlmBuildError, LlmBuildOptions, run_llm_build
     from quantize.llm_quantize import parse_types
-    from quantize.manifest import BundleError
 
     try:
         options = LlmBuildOptions(
@@ -81,7 +82,7 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
         stage("FAILED")
         _print_gates(exc.gates)
         raise click.ClickException(str(exc)) from exc
-    except (CheckpointError, OutputError, BundleError) as exc:
+    except (CheckpointError, OutputError, ModelBundleError, KeyFileError, SourceDateEpochError) as exc:
         stage("FAILED")
         raise click.ClickException(f"{exc}; nothing was published") from exc
     stage("done")

@@ -25,21 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orbox.artifacts import file_digest
+from primitives.artifacts import file_digest
+from primitives.signing import canonical_json, load_private_key, sign_bundle
 from quantize.checkpoint import CheckpointError, input_files, load_config
 from quantize.corpus import corpus_text
 from quantize.llm_arch import read_hparams, required_keys
 from quantize.llm_convert import ConversionResult, OutputError, checkpoint_bytes, convert_checkpoint
 from quantize.llm_gates import Thresholds
 from quantize.llm_quantize import QUANT_FTYPES, quantize_gguf, type_histogram
-from quantize.manifest import (
-    canonical_json,
-    existing_manifest,
-    load_private_key,
-    package_versions,
-    sign_bundle,
-    update_manifest,
-)
+from quantize.manifest import existing_manifest, package_versions, update_manifest
 
 RECORD_KEY = "orbox.build_record_sha256"
 RECORD_SCHEMA = "orbox.llm-build-record/1"
@@ -163,7 +157,7 @@ def _raise_on_failures(gates: dict[str, Any]) -> None:
 
 def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: Progress,
                   step_progress: Progress = _no_progress) -> LlmBuildResult:
-    """Build, gate and publish. Raises CheckpointError / LlmBuildError / OutputError / BundleError;
+    """Build, gate and publish. Raises CheckpointError / LlmBuildError / OutputError / ModelBundleError;
     any other OSError while writing the bundle becomes an OutputError naming the path."""
     from hw_profiles import ProfileError, load_profile
 

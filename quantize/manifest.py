@@ -1,9 +1,9 @@
 """Model bundle manifests: each producer merges its section and artifacts into manifest.json.
 
 `orbox quantize llm` and `orbox quantize encoder` both go through `update_manifest`, so a bundle
-written by either verifies the same way. Canonical JSON, keys and signatures live in
-`orbox.signing` (the image build signs too, without importing this package) and are re-exported
-here, so vendor-side code has one module for bundles.
+written by either verifies the same way. Reading manifests and checking
+artifacts (`primitives.artifacts`) and canonical JSON, keys and signatures (`primitives.signing`) live
+on the ground floor, because the box and the image build need them without this toolchain.
 
 Determinism: the manifest holds no wall-clock time unless SOURCE_DATE_EPOCH is unset; then
 `created` is the current time. With SOURCE_DATE_EPOCH set, identical inputs give identical bytes.
@@ -17,30 +17,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from orbox.artifacts import MANIFEST_NAME, SCHEMA, FileDigest, file_digest, load_manifest, verify_artifact
-from orbox.atomic import atomic_write_bytes
-from orbox.signing import (
-    SIGNATURE_NAME,
-    BundleError,
-    build_timestamp,
-    canonical_json,
-    generate_keypair,
-    load_private_key,
-    load_public_key,
-    sign_bundle,
-    sign_bytes,
-    verify_bundle,
-    verify_bytes,
-)
-
-# re-exported: one module for bundle code on the vendor side
-__all__ = [
-    "MANIFEST_NAME", "SCHEMA", "SIGNATURE_NAME", "BundleError", "FileDigest", "build_timestamp", "canonical_json",
-    "file_digest", "generate_keypair", "load_manifest", "load_private_key", "load_public_key", "sign_bundle",
-    "sign_bytes", "verify_artifact", "verify_bundle", "verify_bytes",
-]
-
-
+from primitives.artifacts import MANIFEST_NAME, SCHEMA, ModelBundleError, file_digest, load_manifest
+from primitives.atomic import atomic_write_bytes
+from primitives.signing import SIGNATURE_NAME, build_timestamp, canonical_json
 
 
 def empty_manifest(profile: str) -> dict[str, Any]:
@@ -58,7 +37,7 @@ def existing_manifest(bundle_dir: str | os.PathLike, profile: str) -> dict[str, 
         return None
     manifest = load_manifest(root)
     if manifest["profile"] != profile:
-        raise BundleError(
+        raise ModelBundleError(
             f"{root / MANIFEST_NAME}: bundle is for profile {manifest['profile']!r}, refusing to add {profile!r} "
             "artifacts"
         )
@@ -99,7 +78,7 @@ def update_manifest(
     for relpath, extra in sorted(artifacts.items()):
         file_path = root / relpath
         if not file_path.is_file():
-            raise BundleError(f"{file_path}: listed as an artifact but no such file")
+            raise ModelBundleError(f"{file_path}: listed as an artifact but no such file")
         manifest["artifacts"][relpath] = {**extra, "section": section, **file_digest(file_path).as_dict()}
     manifest["sections"][section] = section_data
     write_manifest(root, manifest)

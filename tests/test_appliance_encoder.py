@@ -19,8 +19,8 @@ from appliance_data.fixtures import (  # noqa: F401 - fixtures
 )
 
 from appliance.clients import GenerationError, Unavailable
-from appliance.encoder_runtime import load_encoder
 from hw_profiles import load_profile
+from inference.encoder import load_encoder
 
 TEXTS = ["Patient stable after laparoscopic cholecystectomy.", "患者术后生命体征平稳", "smoke in the field"]
 

@@ -11,10 +11,11 @@ import pytest
 from click.testing import CliRunner
 from encoder_data.fixtures import profile_toml, tiny_bert, tiny_reranker  # noqa: F401 - fixtures
 
-from appliance.encoder_runtime import EncoderRuntimeError, load_encoder
 from hw_profiles import load_profile
+from inference.encoder import EncoderRuntimeError, load_encoder
 from orbox.cli import cli
-from quantize.manifest import generate_keypair, load_manifest, verify_bundle
+from primitives.artifacts import load_manifest
+from primitives.signing import generate_keypair, verify_bundle
 
 pytestmark = pytest.mark.xdist_group("encoder_tiny")
 # Tiny models are dominated by per-op overhead, so INT8 is not faster there; the latency gate is

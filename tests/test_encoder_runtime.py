@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from encoder_data.fixtures import minilm, tiny_bert, tiny_reranker  # noqa: F401 - fixtures
 
-from appliance import encoder_runtime
-from appliance.encoder_runtime import Encoder, EncoderRuntimeError, load_encoder
+from inference import encoder as encoder_runtime
+from inference.encoder import Encoder, EncoderRuntimeError, load_encoder
 from quantize.encoder_evalset import GATE_SENTENCES
 from quantize.encoder_export import export_onnx, load_hf_tokenizer, write_runtime_files
 from quantize.encoder_source import inspect_encoder
@@ -115,7 +115,7 @@ def test_box_loader_runs_with_torch_transformers_and_quantize_unimportable(minil
         "import sys",
         f"for name in {BOX_FORBIDDEN!r}:",
         "    sys.modules[name] = None  # import of it now raises ImportError",
-        "from appliance.encoder_runtime import load_encoder",
+        "from inference.encoder import load_encoder",
         f"vectors = load_encoder({str(minilm_bundle)!r}).embed(['腹腔镜胆囊切除术', 'laparoscopy'])",
         "print(vectors.shape, float(vectors[0] @ vectors[1]))",
     ])

@@ -28,7 +28,7 @@ from image_build.cli import image
 from image_build.errors import ImageError
 from image_build.qemu import boot_test
 from image_build.spec import load_spec
-from quantize.manifest import generate_keypair
+from primitives.signing import generate_keypair
 
 pytestmark = pytest.mark.xdist_group("image_build")
 

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from orbox.cli import cli
-from quantize.manifest import load_manifest, update_manifest
+from primitives.artifacts import load_manifest
+from quantize.manifest import update_manifest
 from quantize.tiny_models import build_tiny_llm
 
 

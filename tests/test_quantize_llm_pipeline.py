@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from orbox.cli import cli
-from quantize.manifest import canonical_json, generate_keypair, load_manifest, verify_bundle
+from primitives.artifacts import load_manifest
+from primitives.signing import canonical_json, generate_keypair, verify_bundle
 from quantize.tiny_models import build_tiny_llm
 
 pytestmark = pytest.mark.xdist_group("quantize_llm_trained")

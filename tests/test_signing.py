@@ -1,4 +1,4 @@
-"""orbox.signing: keys that are not what the caller needs are refused with the file named."""
+"""primitives.signing: keys that are not what the caller needs are refused with the file named."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from orbox.signing import BundleError, generate_keypair, load_private_key, load_public_key, sign_bytes, verify_bytes
+from primitives.signing import (
+    KeyFileError,
+    generate_keypair,
+    load_private_key,
+    load_public_key,
+    sign_bytes,
+    verify_bytes,
+)
 
 
 def test_generated_keypair_signs_and_verifies(tmp_path: Path) -> None:
@@ -21,9 +28,9 @@ def test_generated_keypair_signs_and_verifies(tmp_path: Path) -> None:
 
 def test_keys_of_the_wrong_role_are_refused(tmp_path: Path) -> None:
     key_path, pub_path = generate_keypair(tmp_path / "vendor")
-    with pytest.raises(BundleError, match=r"vendor\.pub: not an unencrypted PEM PKCS#8 private key"):
+    with pytest.raises(KeyFileError, match=r"vendor\.pub: not an unencrypted PEM PKCS#8 private key"):
         load_private_key(pub_path)
-    with pytest.raises(BundleError, match=r"vendor\.key: not a PEM SubjectPublicKeyInfo public key"):
+    with pytest.raises(KeyFileError, match=r"vendor\.key: not a PEM SubjectPublicKeyInfo public key"):
         load_public_key(key_path)
 
 
@@ -33,15 +40,15 @@ def test_keys_of_another_algorithm_are_refused(tmp_path: Path) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
     (tmp_path / "rsa.pub").write_bytes(private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    with pytest.raises(BundleError, match=r"rsa\.key: expected an ed25519 private key, found RSAPrivateKey"):
+    with pytest.raises(KeyFileError, match=r"rsa\.key: expected an ed25519 private key, found RSAPrivateKey"):
         load_private_key(tmp_path / "rsa.key")
-    with pytest.raises(BundleError, match=r"rsa\.pub: expected an ed25519 public key, found RSAPublicKey"):
+    with pytest.raises(KeyFileError, match=r"rsa\.pub: expected an ed25519 public key, found RSAPublicKey"):
         load_public_key(tmp_path / "rsa.pub")
 
 
 def test_missing_key_file_and_existing_keypair(tmp_path: Path) -> None:
-    with pytest.raises(BundleError, match=r"absent\.key: cannot read key file"):
+    with pytest.raises(KeyFileError, match=r"absent\.key: cannot read key file"):
         load_private_key(tmp_path / "absent.key")
     generate_keypair(tmp_path / "vendor")
-    with pytest.raises(BundleError, match=r"vendor\.key: already exists; refusing to overwrite a key"):
+    with pytest.raises(KeyFileError, match=r"vendor\.key: already exists; refusing to overwrite a key"):
         generate_keypair(tmp_path / "vendor")

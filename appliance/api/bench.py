@@ -245,13 +245,14 @@ class _Server:
 @click.option("--clients", default=4, show_default=True, type=click.IntRange(2, 64))
 def api_bench(bundle_dir: Path, profile_name: str, max_tokens: int, runs: int, clients: int) -> None:
     """Streaming tokens/s and TTFT through HTTP vs llama-cpp-python direct; 1 vs N clients."""
-    from appliance.bundle import ArtifactRefused, checked_llm_gguf
+    from appliance.model_bundle import checked_llm_gguf
     from hw_profiles import ProfileError, load_profile
+    from primitives.artifacts import ModelBundleError
 
     try:
         profile = load_profile(profile_name)
         artifact = checked_llm_gguf(bundle_dir, list(profile.llm.gguf_types))
-    except (ProfileError, ArtifactRefused) as exc:
+    except (ProfileError, ModelBundleError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"GGUF {artifact.relpath} ({artifact.entry.get('quant_type')}, sha256 {artifact.sha256[:16]}…), "
                f"profile {profile.name}, {max_tokens} tokens, median of {runs} runs", err=True)

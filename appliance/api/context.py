@@ -13,7 +13,7 @@ from appliance.api.catalog import ModelInfo, find, models
 from appliance.api.errors import ApiError, unauthorized, unavailable
 from appliance.api.keys import KeyStore
 from appliance.api.records import Recorder, RequestRecord
-from appliance.bundle import ArtifactRefused, read_manifest
+from primitives.artifacts import ModelBundleError, load_manifest
 
 DEADLINE_HEADER = "X-Orbox-Deadline"
 
@@ -49,8 +49,8 @@ class ApiContext:
     def manifest(self) -> dict[str, Any]:
         if self._manifest is None:
             try:
-                self._manifest = read_manifest(self.supervisor.bundle_dir)
-            except ArtifactRefused:
+                self._manifest = load_manifest(self.supervisor.bundle_dir)
+            except ModelBundleError:
                 return {}
         return self._manifest
 

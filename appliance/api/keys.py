@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from orbox.atomic import atomic_write_text
+from primitives.atomic import atomic_write_text
 
 KEY_PREFIX = "orbox-"
 PRIORITIES = {"high": 0, "normal": 1, "low": 2}  # lower is served first

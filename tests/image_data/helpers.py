@@ -9,7 +9,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from image_build.update_bundle import PayloadFile, write_update_bundle
-from quantize.manifest import sign_bundle, update_manifest
+from primitives.signing import sign_bundle
+from quantize.manifest import update_manifest
 
 MODEL_MARKER = b"ORBOX-TEST-MODEL-MARKER-7f3a"
 

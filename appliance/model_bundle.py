@@ -1,7 +1,7 @@
 """The box's read-only view of an artifact bundle: find an artifact, check its sha256, or refuse it.
 
 The box never imports the vendor toolchain (quantize), so it reads manifest.json itself and
-checks each file with `orbox.artifacts.verify_artifact` right before a worker loads it: ext4 does
+checks each file with `primitives.artifacts.verify_artifact` right before a worker loads it: ext4 does
 not protect file contents, and a flipped byte in a model is otherwise read back silently.
 """
 
@@ -12,11 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orbox.artifacts import MANIFEST_NAME, ManifestError, file_digest, load_manifest, verify_artifact
-
-
-class ArtifactRefused(Exception):
-    """An artifact is missing from the bundle, or its bytes do not match the manifest."""
+from primitives.artifacts import MANIFEST_NAME, ModelBundleError, file_digest, load_manifest, verify_artifact
 
 
 @dataclass(frozen=True)
@@ -27,13 +23,6 @@ class CheckedArtifact:
     entry: dict[str, Any]
 
 
-def read_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
-    try:
-        return load_manifest(bundle_dir)
-    except ManifestError as exc:
-        raise ArtifactRefused(str(exc)) from exc
-
-
 def manifest_sha256(bundle_dir: str | os.PathLike) -> str | None:
     path = Path(bundle_dir) / MANIFEST_NAME
     return file_digest(path).sha256 if path.is_file() else None
@@ -41,11 +30,11 @@ def manifest_sha256(bundle_dir: str | os.PathLike) -> str | None:
 
 def checked_llm_gguf(bundle_dir: str | os.PathLike, preference: list[str]) -> CheckedArtifact:
     """The bundle's GGUF of the most preferred quant type, after its sha256 check."""
-    manifest = read_manifest(bundle_dir)
+    manifest = load_manifest(bundle_dir)
     candidates = {relpath: entry for relpath, entry in manifest["artifacts"].items()
                   if isinstance(entry, dict) and entry.get("kind") == "gguf" and entry.get("role", "llm") == "llm"}
     if not candidates:
-        raise ArtifactRefused(f"{Path(bundle_dir) / MANIFEST_NAME}: lists no artifact with kind 'gguf' "
+        raise ModelBundleError(f"{Path(bundle_dir) / MANIFEST_NAME}: lists no artifact with kind 'gguf' "
                               "and role 'llm'; build one with `orbox quantize llm`")
     rank = {quant: index for index, quant in enumerate(preference)}
     relpath = min(sorted(candidates), key=lambda name: rank.get(str(candidates[name].get("quant_type")), len(rank)))
@@ -55,5 +44,5 @@ def checked_llm_gguf(bundle_dir: str | os.PathLike, preference: list[str]) -> Ch
 def check_artifact(bundle_dir: str | os.PathLike, relpath: str, entry: dict[str, Any]) -> CheckedArtifact:
     problems = verify_artifact(bundle_dir, relpath, entry)
     if problems:
-        raise ArtifactRefused("refusing to load: " + "; ".join(problems))
+        raise ModelBundleError("refusing to load: " + "; ".join(problems))
     return CheckedArtifact(Path(bundle_dir) / relpath, relpath, str(entry["sha256"]), entry)

@@ -3,7 +3,7 @@
 Lives outside `quantize` because the box (appliance) verifies every artifact before loading it
 and must not import the vendor toolchain. ext4 does not protect file contents: a flipped byte
 in a model is read back silently, so this check is the only line of defence. Writing and signing
-bundles is the vendor side's job (`quantize.manifest`, on top of `orbox.signing`).
+bundles is the vendor side's job (`quantize.manifest`, on top of `primitives.signing`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ SCHEMA = "orbox.bundle/1"
 MANIFEST_NAME = "manifest.json"
 
 
-class ManifestError(Exception):
-    """A bundle, manifest or key is missing, malformed or does not verify."""
+class ModelBundleError(Exception):
+    """A model bundle's manifest or one of its artifacts is missing, malformed or does not match."""
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,13 @@ def load_manifest(bundle_dir: str | os.PathLike) -> dict[str, Any]:
     try:
         document = json.loads(path.read_bytes())
     except FileNotFoundError as exc:
-        raise ManifestError(f"{path}: no manifest; expected a bundle directory holding {MANIFEST_NAME}") from exc
+        raise ModelBundleError(f"{path}: no manifest; expected a bundle directory holding {MANIFEST_NAME}") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path}: not valid JSON ({exc})") from exc
+        raise ModelBundleError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(document, dict) or document.get("schema") != SCHEMA:
         found = document.get("schema") if isinstance(document, dict) else type(document).__name__
-        raise ManifestError(f"{path}: field 'schema' must be {SCHEMA!r}, found {found!r}")
+        raise ModelBundleError(f"{path}: field 'schema' must be {SCHEMA!r}, found {found!r}")
     for field, kind in (("profile", str), ("artifacts", dict), ("sections", dict)):
         if not isinstance(document.get(field), kind):
-            raise ManifestError(f"{path}: field {field!r} must be a {kind.__name__}, found {document.get(field)!r}")
+            raise ModelBundleError(f"{path}: field {field!r} must be a {kind.__name__}, found {document.get(field)!r}")
     return document

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from orbox.artifacts import verify_artifact
+from primitives.artifacts import verify_artifact
 
 ENCODER_FORMAT = "orbox.encoder/1"
 ROLES = ("embedding", "reranker")

@@ -8,7 +8,7 @@ Layout of a bundle directory::
 
 Lives in `orbox` rather than `quantize` because the image build signs update bundles and
 manifests too, and must not import the vendor model toolchain. Building a model bundle's
-manifest is `quantize.manifest`'s job; reading and checking artifacts is `orbox.artifacts`'.
+manifest is `quantize.manifest`'s job; reading and checking artifacts is `primitives.artifacts`'.
 """
 
 from __future__ import annotations
@@ -25,11 +25,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from orbox.artifacts import MANIFEST_NAME, load_manifest, verify_artifact
-from orbox.artifacts import ManifestError as BundleError
-from orbox.atomic import atomic_write_bytes
+from primitives.artifacts import MANIFEST_NAME, ModelBundleError, load_manifest, verify_artifact
+from primitives.atomic import atomic_write_bytes
 
 SIGNATURE_NAME = "manifest.json.sig"
+
+
+class KeyFileError(Exception):
+    """A signing key file is missing, unreadable, of the wrong kind, or would be overwritten."""
+
+
+class SourceDateEpochError(ValueError):
+    """SOURCE_DATE_EPOCH is set but is not a whole number of seconds."""
 
 
 def canonical_json(document: Any) -> bytes:
@@ -44,7 +51,8 @@ def build_timestamp() -> str:
         try:
             moment = _dt.datetime.fromtimestamp(int(epoch), tz=_dt.UTC)
         except ValueError as exc:
-            raise BundleError(f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {epoch!r}") from exc
+            raise SourceDateEpochError(
+                f"SOURCE_DATE_EPOCH must be an integer number of seconds, got {epoch!r}") from exc
     else:
         moment = _dt.datetime.now(tz=_dt.UTC).replace(microsecond=0)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -59,7 +67,7 @@ def generate_keypair(prefix: str | os.PathLike) -> tuple[Path, Path]:
     key_path, pub_path = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
     for path in (key_path, pub_path):
         if path.exists():
-            raise BundleError(f"{path}: already exists; refusing to overwrite a key")
+            raise KeyFileError(f"{path}: already exists; refusing to overwrite a key")
     private = Ed25519PrivateKey.generate()
     private_pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -90,9 +98,9 @@ def _load_key(path: str | os.PathLike, loader: Callable[[bytes], object], expect
     try:
         key = loader(data)
     except (ValueError, TypeError) as exc:
-        raise BundleError(f"{path}: not {pem_kind} ({exc})") from exc
+        raise KeyFileError(f"{path}: not {pem_kind} ({exc})") from exc
     if not isinstance(key, expected):
-        raise BundleError(f"{path}: expected an ed25519 {role} key, found {type(key).__name__}")
+        raise KeyFileError(f"{path}: expected an ed25519 {role} key, found {type(key).__name__}")
     return key
 
 
@@ -100,7 +108,7 @@ def _read_key_file(path: str | os.PathLike) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        raise BundleError(f"{path}: cannot read key file ({exc.strerror})") from exc
+        raise KeyFileError(f"{path}: cannot read key file ({exc.strerror})") from exc
 
 
 # --------------------------------------------------------------------------- signatures
@@ -133,7 +141,7 @@ def verify_bundle(bundle_dir: str | os.PathLike, pubkey_path: str | os.PathLike 
     root = Path(bundle_dir)
     try:
         manifest = load_manifest(root)
-    except BundleError as exc:
+    except ModelBundleError as exc:
         return [str(exc)]
     problems: list[str] = []
     if pubkey_path is not None:
