@@ -186,10 +186,10 @@ def _checked_bundle(spec: ImageSpec) -> dict[str, Any]:
     except (ModelBundleError, KeyFileError) as exc:
         problems = [str(exc)]
     if problems:
-        raise ImageError(f"artifact bundle {spec.bundle} does not verify: {'; '.join(problems)}")
+        raise ImageError(f"model bundle {spec.bundle} does not verify: {'; '.join(problems)}")
     if manifest["profile"] != spec.profile:
         raise ImageError(
-            f"artifact bundle {spec.bundle} is for profile {manifest['profile']!r}, "
+            f"model bundle {spec.bundle} is for profile {manifest['profile']!r}, "
             f"the image is for {spec.profile!r}"
         )
     return manifest

@@ -47,7 +47,7 @@ def image() -> None:
 
 @image.command("build")
 @click.option("--profile", help="Hardware profile name (see `orbox profile list`).")
-@click.option("--bundle", "bundle", type=_DIR, help="Artifact bundle directory (manifest.json).")
+@click.option("--bundle", "bundle", type=_DIR, help="Model bundle directory (manifest.json).")
 @click.option("--out", "out_dir", type=_DIR, required=True, help="Output directory.")
 @click.option("--base", type=_INPUT_FILE, help="OS base rootfs tarball; default: the busybox-static demo base.")
 @click.option(
@@ -110,21 +110,21 @@ def _advance(bar: Any) -> Callable[[str], None]:
 
 
 @image.command("verify")
-@click.argument("bundle", type=_INPUT_FILE)
+@click.argument("update_bundle", type=_INPUT_FILE)
 @click.option(
-    "--pubkey", type=_INPUT_FILE, required=True, help="ed25519 public key (PEM) the bundle must be signed by."
+    "--pubkey", type=_INPUT_FILE, required=True, help="ed25519 public key (PEM) the update bundle must be signed by."
 )
-def verify(bundle: Path, pubkey: Path) -> None:
+def verify(update_bundle: Path, pubkey: Path) -> None:
     """Check an update bundle's envelope, signature, schema and every payload hash."""
     from image_build.update_bundle import open_update_bundle
 
-    with _user_errors(), open_update_bundle(bundle, _public_key(pubkey)) as verified:
+    with _user_errors(), open_update_bundle(update_bundle, _public_key(pubkey)) as verified:
         for entry in verified.manifest["files"]:
             for _ in verified.read_file(entry):
                 pass
         manifest = verified.manifest
     click.echo(
-        f"OK {bundle}: signed by {pubkey}; profile {manifest['profile']}, version {manifest['version']} "
+        f"OK {update_bundle}: signed by {pubkey}; profile {manifest['profile']}, version {manifest['version']} "
         f"(installs over >= {manifest['min_version']})"
     )
     for entry in manifest["files"]:
@@ -180,18 +180,18 @@ def init_target(
 
 
 @image.command("install")
-@click.argument("bundle", type=_INPUT_FILE)
+@click.argument("update_bundle", type=_INPUT_FILE)
 @click.option("--target", type=_DIR, required=True, help="Slot layout directory (see init-target).")
 @click.option("--pubkey", type=_INPUT_FILE, help="Trusted public key; default TARGET/update.pub.")
 @click.option("--force", is_flag=True, help="Allow a downgrade or a reinstall of the same version.")
-def install(bundle: Path, target: Path, pubkey: Path | None, force: bool) -> None:
+def install(update_bundle: Path, target: Path, pubkey: Path | None, force: bool) -> None:
     """Check everything, then write the inactive slot and make it primary (pending until mark-good)."""
     from image_build.slots import install as run_install
 
     with _user_errors():
         key = _public_key(pubkey or target / "update.pub")
-        with click.progressbar(length=bundle.stat().st_size, label="writing slot") as bar:
-            result = run_install(bundle, target, key, force=force, progress=bar.update)
+        with click.progressbar(length=update_bundle.stat().st_size, label="writing slot") as bar:
+            result = run_install(update_bundle, target, key, force=force, progress=bar.update)
     click.echo(
         f"installed {result.version} into slot {result.slot} (was {result.previous_version}); "
         "it boots next and falls back unless `orbox image mark-good` confirms it"

@@ -26,7 +26,7 @@ from packaging.version import Version
 
 from image_build.errors import ImageError
 from image_build.spec import pep440, profile_arch
-from image_build.update_bundle import BundleRejected, open_update_bundle
+from image_build.update_bundle import UpdateBundleRejected, open_update_bundle
 from primitives.artifacts import FileDigest, file_digest
 from primitives.atomic import atomic_write_bytes
 from primitives.signing import canonical_json
@@ -165,7 +165,7 @@ def install(
         _check_policy(bundle_path, manifest, state, running_slot["version"], force)
         image_entry = bundle.file_entry("slot-image")
         if image_entry["size"] > state["slot_size"]:
-            raise BundleRejected(
+            raise UpdateBundleRejected(
                 f"{bundle_path}: slot image is {image_entry['size']} bytes, the slot holds "
                 f"{state['slot_size']}"
             )
@@ -202,16 +202,16 @@ def _check_policy(
     bundle_path: Path, manifest: dict[str, Any], state: dict[str, Any], current: str, force: bool
 ) -> None:
     if manifest["profile"] != state["profile"]:
-        raise BundleRejected(
+        raise UpdateBundleRejected(
             f"{bundle_path}: bundle is for profile {manifest['profile']!r}, this box is {state['profile']!r}"
         )
     if Version(current) < Version(manifest["min_version"]):
-        raise BundleRejected(
+        raise UpdateBundleRejected(
             f"{bundle_path}: needs at least version {manifest['min_version']} installed, "
             f"the box runs {current}"
         )
     if Version(manifest["version"]) <= Version(current) and not force:
-        raise BundleRejected(
+        raise UpdateBundleRejected(
             f"{bundle_path}: version {manifest['version']} is not newer than the running "
             f"{current}; refusing a downgrade or reinstall without --force"
         )

@@ -51,7 +51,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ROLES = {"slot-image", "sbom"}
 
 
-class BundleRejected(ImageError):
+class UpdateBundleRejected(ImageError):
     """The update bundle failed a check; nothing has been written."""
 
 
@@ -108,7 +108,7 @@ class VerifiedBundle:
         return next(entry for entry in self.manifest["files"] if entry["role"] == role)
 
     def read_file(self, entry: dict[str, Any], chunk_size: int = _CHUNK) -> Iterator[bytes]:
-        """Yield the file's bytes; raise BundleRejected at the end if they do not match the manifest."""
+        """Yield the file's bytes; raise UpdateBundleRejected at the end if they do not match the manifest."""
         digest, remaining = hashlib.sha256(), entry["size"]
         self.handle.seek(self.payload_offset + entry["offset"])
         while remaining:
@@ -119,7 +119,7 @@ class VerifiedBundle:
             remaining -= len(chunk)
             yield chunk
         if remaining or digest.hexdigest() != entry["sha256"]:
-            raise BundleRejected(
+            raise UpdateBundleRejected(
                 f"{self.path}: payload file {entry['name']!r} changed since the signature "
                 "was checked (sha256 or size mismatch while reading)"
             )
@@ -127,12 +127,12 @@ class VerifiedBundle:
 
 @contextlib.contextmanager
 def open_update_bundle(path: str | os.PathLike, pubkey: Ed25519PublicKey) -> Iterator[VerifiedBundle]:
-    """Check envelope, signature and schema, then yield the bundle; raises BundleRejected."""
+    """Check envelope, signature and schema, then yield the bundle; raises UpdateBundleRejected."""
     bundle_path = Path(path)
     try:
         handle = open(bundle_path, "rb")
     except OSError as exc:
-        raise BundleRejected(f"{bundle_path}: cannot open update bundle ({exc.strerror})") from exc
+        raise UpdateBundleRejected(f"{bundle_path}: cannot open update bundle ({exc.strerror})") from exc
     with handle:
         size = os.fstat(handle.fileno()).st_size
         manifest_length, signed_length = _check_envelope(bundle_path, handle, size)
@@ -144,33 +144,33 @@ def open_update_bundle(path: str | os.PathLike, pubkey: Ed25519PublicKey) -> Ite
             manifest = json.loads(manifest_bytes)
             validate_manifest(manifest, signed_length - payload_offset)
         except (json.JSONDecodeError, UnicodeDecodeError, ImageError) as exc:
-            raise BundleRejected(f"{bundle_path}: manifest: {exc}") from exc
+            raise UpdateBundleRejected(f"{bundle_path}: manifest: {exc}") from exc
         yield VerifiedBundle(bundle_path, manifest, payload_offset, handle)
 
 
 def _check_envelope(path: Path, handle: IO[bytes], size: int) -> tuple[int, int]:
     if size < MIN_BUNDLE_BYTES:
-        raise BundleRejected(
+        raise UpdateBundleRejected(
             f"{path}: {size} bytes, too short for an update bundle (at least {MIN_BUNDLE_BYTES})"
         )
     if size > MAX_BUNDLE_BYTES:
-        raise BundleRejected(f"{path}: {size} bytes, larger than the {MAX_BUNDLE_BYTES}-byte limit")
+        raise UpdateBundleRejected(f"{path}: {size} bytes, larger than the {MAX_BUNDLE_BYTES}-byte limit")
     magic, manifest_length = _HEAD.unpack(handle.read(_HEAD.size))
     if magic != MAGIC:
-        raise BundleRejected(f"{path}: starts with {magic!r}, expected {MAGIC!r}; not an orbox update bundle")
+        raise UpdateBundleRejected(f"{path}: starts with {magic!r}, expected {MAGIC!r}; not an orbox update bundle")
     handle.seek(size - _TRAILER.size)
     signed_length, trailer_magic = _TRAILER.unpack(handle.read(_TRAILER.size))
     if trailer_magic != TRAILER_MAGIC:
-        raise BundleRejected(
+        raise UpdateBundleRejected(
             f"{path}: ends with {trailer_magic!r}, expected {TRAILER_MAGIC!r} (truncated or not a bundle)"
         )
     if signed_length != size - SIGNATURE_SIZE - _TRAILER.size:
-        raise BundleRejected(
+        raise UpdateBundleRejected(
             f"{path}: trailer says {signed_length} signed bytes, the file holds "
             f"{size - SIGNATURE_SIZE - _TRAILER.size} (truncated or extended)"
         )
     if not 2 <= manifest_length <= min(MAX_MANIFEST_BYTES, signed_length - _HEAD.size):
-        raise BundleRejected(
+        raise UpdateBundleRejected(
             f"{path}: manifest length {manifest_length} is outside 2..."
             f"{min(MAX_MANIFEST_BYTES, signed_length - _HEAD.size)}"
         )
@@ -183,12 +183,12 @@ def _check_signature(path: Path, handle: IO[bytes], signed_length: int, pubkey: 
     while remaining:
         chunk = handle.read(min(_CHUNK, remaining))
         if not chunk:
-            raise BundleRejected(f"{path}: file shrank while its signature was being checked")
+            raise UpdateBundleRejected(f"{path}: file shrank while its signature was being checked")
         digest.update(chunk)
         remaining -= len(chunk)
     signature = handle.read(SIGNATURE_SIZE)
     if not verify_bytes(DOMAIN + digest.digest(), signature, pubkey):
-        raise BundleRejected(
+        raise UpdateBundleRejected(
             f"{path}: signature does not verify with the given public key "
             "(tampered, corrupted, or signed by another key)"
         )

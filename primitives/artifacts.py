@@ -1,4 +1,4 @@
-"""Artifact bundles as both sides read them: manifest.json, streaming sha256, per-artifact checks.
+"""Model bundles as both sides read them: manifest.json, streaming sha256, per-artifact checks.
 
 Lives outside `quantize` because the box (appliance) verifies every artifact before loading it
 and must not import the vendor toolchain. ext4 does not protect file contents: a flipped byte

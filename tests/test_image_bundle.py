@@ -16,7 +16,7 @@ from image_build.update_bundle import (
     DOMAIN,
     MAGIC,
     TRAILER_MAGIC,
-    BundleRejected,
+    UpdateBundleRejected,
     open_update_bundle,
 )
 
@@ -53,7 +53,7 @@ def _rejected(path: Path, pubkey) -> bool:
     try:
         with open_update_bundle(path, pubkey):
             return False
-    except BundleRejected:
+    except UpdateBundleRejected:
         return True
 
 
@@ -98,7 +98,7 @@ def test_wrong_key_is_rejected_with_a_clear_message(tmp_path, tiny_bundle):
     path = tmp_path / "b.obx"
     path.write_bytes(tiny_bundle)
     other = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33))).public_key()
-    with pytest.raises(BundleRejected, match="signature does not verify"), open_update_bundle(path, other):
+    with pytest.raises(UpdateBundleRejected, match="signature does not verify"), open_update_bundle(path, other):
         pass
 
 
@@ -128,7 +128,7 @@ def test_signed_but_malformed_manifest_is_rejected_by_the_schema(tmp_path, key, 
         pass  # the unmodified manifest is accepted, so the rejections below are the schema's
     change(manifest)
     path.write_bytes(_signed_envelope(json.dumps(manifest).encode(), payload, key))
-    with pytest.raises(BundleRejected, match=message), open_update_bundle(path, key.public_key()):
+    with pytest.raises(UpdateBundleRejected, match=message), open_update_bundle(path, key.public_key()):
         pass
 
 
@@ -139,5 +139,5 @@ def test_payload_swapped_after_the_signature_check_is_caught_while_reading(tmp_p
         with open(path, "r+b") as handle:  # someone rewrites the file between check and use
             handle.seek(bundle.payload_offset + entry["offset"] + entry["size"] - 1)
             handle.write(b"\xff")
-        with pytest.raises(BundleRejected, match="changed since the signature"):
+        with pytest.raises(UpdateBundleRejected, match="changed since the signature"):
             b"".join(bundle.read_file(entry))

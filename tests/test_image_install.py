@@ -20,7 +20,7 @@ from image_data.helpers import snapshot, write_update
 from image_build.cli import image
 from image_build.errors import ImageError
 from image_build.slots import boot, choose_boot_slot, init_target, install, load_state, mark_good, slot_path
-from image_build.update_bundle import BundleRejected
+from image_build.update_bundle import UpdateBundleRejected
 
 OLD_IMAGE = random.Random(1).randbytes(200_000)
 NEW_IMAGE = random.Random(2).randbytes(260_000)
@@ -81,7 +81,7 @@ def test_install_writes_the_other_slot_and_boots_it_once_confirmed(target, key, 
 ])
 def test_refused_bundles_write_nothing(target, key, bundles, name, message):
     before = snapshot(target)
-    with pytest.raises(BundleRejected, match=message):
+    with pytest.raises(UpdateBundleRejected, match=message):
         install(bundles[name], target, key.public_key())
     assert snapshot(target) == before
 
@@ -94,7 +94,7 @@ def test_corrupted_bundle_is_refused_before_any_write(target, key, bundles, tmp_
     corrupted = tmp_path / "corrupted.obx"
     corrupted.write_bytes(bytes(data))
     before = snapshot(target)
-    with pytest.raises(BundleRejected):
+    with pytest.raises(UpdateBundleRejected):
         install(corrupted, target, key.public_key())
     assert snapshot(target) == before
 
