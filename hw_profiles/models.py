@@ -23,7 +23,8 @@ Int8Scheme = Literal["u8s8", "u8u8", "reduce_range", "qdq_s8s8", "none"]
 BandAction = Literal["fan_up", "llm_reduce_threads", "llm_pause_admission", "llm_stop", "shutdown"]
 PixelFormat = Literal["rgb24", "bgr24", "nv12"]
 
-# x86 flags that give the VPDPBUSD dot product; without one, U8S8 saturates in VPMADDUBSW (DESIGN.md 4).
+# x86 flags that give the VPDPBUSD dot product; without one, U8S8 saturates in VPMADDUBSW
+# (docs/quantization.md#int8-by-isa).
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
 STANDARD_BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000, 1500000, 2000000)
 # Which accelerator kind makes an execution provider or OpenVINO device meaningful.
@@ -243,7 +244,10 @@ class LlmSpec(_Section):
 
 
 class EncoderSpec(_Section):
-    """INT8 recipe for the ONNX encoders (embedding, reranker), chosen from the ISA (DESIGN.md section 4)."""
+    """INT8 recipe for the ONNX encoders (embedding, reranker), chosen from the ISA.
+
+    See docs/quantization.md#int8-by-isa.
+    """
 
     int8_scheme: Int8Scheme
     per_channel: bool

@@ -1,6 +1,6 @@
 """The memory-fit planner: which GGUF type of a Hugging Face model fits a profile's LLM budget.
 
-Estimate (DESIGN.md section 3), all in bytes:
+Estimate (docs/quantization.md#memory-planner), all in bytes:
 - weights  = parameters x bits-per-weight / 8, parameters counted from config.json;
 - KV cache = 2 (K and V) x layers x context x parallel x kv_heads x head_dim x bytes per element;
 - overhead = llama.cpp runtime (library, ggml contexts, vocabulary) + the compute graph for one

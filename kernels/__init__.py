@@ -5,7 +5,7 @@ Imports nothing else of orbox. `Dehazer` is the public entry point.
 
 import os
 
-# OpenMP's default spin-wait made 2 threads slower than 1 on a busy VM (DESIGN.md section 2):
+# OpenMP's default spin-wait made 2 threads slower than 1 on a busy VM (docs/dehaze.md#openmp):
 # idle kernel threads must sleep, not burn the core the LLM or the capture thread needs.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

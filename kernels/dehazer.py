@@ -1,7 +1,7 @@
 """`Dehazer`: laparoscopic smoke removal for one video stream.
 
 Dark channel prior (He et al. 2009) with the fast guided filter (He & Sun 2015), adapted to
-laparoscopy (see shared/DESIGN.md section 2):
+laparoscopy (see docs/dehaze.md):
 
 - the airlight is voted for by the haziest usable cells (speculars, instruments and the black
   vignette excluded), averaged over a quantile instead of an arg-max, made grey at the level of

@@ -33,7 +33,7 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
 
 
 def _dark_channel(image: np.ndarray, patch: int) -> np.ndarray:
-    # Chained np.minimum: I.min(axis=2) is 25x slower on HxWx3 (DESIGN.md section 2).
+    # Chained np.minimum: I.min(axis=2) is 25x slower on HxWx3 (docs/dehaze.md#speed-references).
     per_pixel = np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
     return cv2.erode(per_pixel, np.ones((patch, patch), np.uint8))
 
@@ -43,7 +43,8 @@ def textbook_dcp(frame: np.ndarray, patch: int = 15, omega: float = 0.95, t0: fl
     """He et al. 2009 dark channel prior with guided-filter refinement, uint8 RGB in and out.
 
     `airlight` (RGB, 0..1) replaces the estimate: with a scene's true A this measures what the
-    prior itself costs, the figure DESIGN.md quotes to describe its suite (25.8 dB, dE00 2.2).
+    prior itself costs, the figure the design brief quotes for its suite (25.8 dB, dE00 2.2;
+    docs/dehaze.md#baselines).
     """
     image = frame.astype(np.float32) / 255.0
     if airlight is None:

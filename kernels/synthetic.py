@@ -1,7 +1,7 @@
 """Seeded synthetic laparoscopic smoke: clean frames, smoke fields, composition.
 
 There is no public smoke dataset with ground truth, so quality is measured on frames built from
-the haze model itself, I = J * t + A * (1 - t) (shared/DESIGN.md section 2). Clean frames are
+the haze model itself, I = J * t + A * (1 - t) (docs/dehaze.md#haze-model). Clean frames are
 either scikit-image's bundled photos tinted towards tissue or procedural tissue with vessels,
 instruments, speculars and the scope's black vignette. Everything is a pure function of a seed.
 """
