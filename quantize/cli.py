@@ -9,10 +9,10 @@ import click
 from primitives.lazy_group import LazyGroup
 
 SUBCOMMANDS = {
-    "llm": "quantize.llm_cli:llm",
-    "bench": "quantize.llm_cli:bench",
-    "encoder": "quantize.encoder_cli:encoder",
-    "encoder-bench": "quantize.encoder_cli:encoder_bench",
+    "llm": "quantize.llm.cli:llm",
+    "bench": "quantize.llm.cli:bench",
+    "encoder": "quantize.encoder.cli:encoder",
+    "encoder-bench": "quantize.encoder.cli:encoder_bench",
 }
 
 

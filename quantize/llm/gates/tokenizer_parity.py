@@ -11,8 +11,8 @@ import ctypes
 from pathlib import Path
 from typing import Any
 
-from quantize.llm_gates.result import GateResult
-from quantize.llm_gates.runtime import open_llama
+from quantize.llm.gates.result import GateResult
+from quantize.llm.gates.runtime import open_llama
 
 PARITY_CORPUS = [
     "患者男性，64岁，腹腔镜胆囊切除术后第一天，体温37.8摄氏度。",

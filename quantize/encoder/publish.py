@@ -20,10 +20,10 @@ import numpy as np
 from inference.encoder import Encoder, l2_normalize, pool
 from primitives.artifacts import ModelBundleError, verify_artifact
 from primitives.signing import load_private_key, sign_bundle
-from quantize.encoder_calibration import CalibrationItem, default_calibration, load_calibration
-from quantize.encoder_evalset import GATE_SENTENCES, RERANK_QUERIES, RETRIEVAL_DOCUMENTS
-from quantize.encoder_export import export_onnx, fuse_onnx, load_hf_tokenizer, write_runtime_files
-from quantize.encoder_gates import (
+from quantize.encoder.calibration import CalibrationItem, default_calibration, load_calibration
+from quantize.encoder.evalset import GATE_SENTENCES, RERANK_QUERIES, RETRIEVAL_DOCUMENTS
+from quantize.encoder.export import export_onnx, fuse_onnx, load_hf_tokenizer, write_runtime_files
+from quantize.encoder.gates import (
     GateThresholds,
     Outputs,
     accuracy_metrics,
@@ -33,7 +33,7 @@ from quantize.encoder_gates import (
     rounded,
     workload,
 )
-from quantize.encoder_int8 import (
+from quantize.encoder.quantize import (
     Int8Recipe,
     fallback_chain,
     outlier_chain,
@@ -42,7 +42,7 @@ from quantize.encoder_int8 import (
     recipe_for_profile,
     with_exclusions,
 )
-from quantize.encoder_source import EncoderInputError, EncoderSource, inspect_encoder
+from quantize.encoder.source import EncoderInputError, EncoderSource, inspect_encoder
 from quantize.manifest import existing_manifest, package_versions, update_manifest
 
 SECTION = "encoder"
@@ -266,7 +266,7 @@ def latency_text(latency: dict[str, float]) -> str:
 
 def build_openvino(bench: Workbench, progress: Callable[[str], None]) -> Candidate:
     """OpenVINO IR with NNCF INT8, gated on accuracy; FP16 IR when INT8 misses the gate."""
-    from quantize.encoder_openvino import save_fp16_ir, save_int8_ir
+    from quantize.encoder.openvino import save_fp16_ir, save_int8_ir
 
     xml = bench.role_dir / "openvino" / "model.xml"
     progress("openvino nncf int8")

@@ -16,9 +16,9 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from quantize.checkpoint import CheckpointError, TensorRef, load_config, read_tensor, tensor_index
-from quantize.llm_arch import HParams, TensorPlan, llama3_rope_factors, read_hparams, tensor_plan, write_hparams
-from quantize.llm_tokenizer import read_tokenizer, write_tokenizer
+from quantize.llm.architecture import HParams, TensorPlan, llama3_rope_factors, read_hparams, tensor_plan, write_hparams
+from quantize.llm.source import CheckpointError, TensorRef, load_config, read_tensor, tensor_index
+from quantize.llm.tokenizer import read_tokenizer, write_tokenizer
 
 OUT_TYPES = {
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32, np.dtype(np.float32)),

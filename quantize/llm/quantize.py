@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from quantize.llm_convert import OUT_TYPES, OutputError
+from quantize.llm.export import OUT_TYPES, OutputError
 
 # Our lower-case type names → the binding's exported constant (never hard-coded numbers).
 QUANT_FTYPES = {

@@ -1,4 +1,4 @@
-"""`orbox quantize llm` and `orbox quantize bench`: thin click shells over llm_pipeline and llm_bench."""
+"""`orbox quantize llm` and `orbox quantize bench`: thin click shells over `publish` and `bench`."""
 
 from __future__ import annotations
 
@@ -43,11 +43,11 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
 
     from primitives.artifacts import ModelBundleError
     from primitives.signing import KeyFileError, SourceDateEpochError
-    from quantize.checkpoint import CheckpointError
-    from quantize.llm_convert import OutputError
-    from quantize.llm_gates import load_thresholds
-    from quantize.llm_pipeline import LlmBuildError, LlmBuildOptions, run_llm_build
-    from quantize.llm_quantize import parse_types
+    from quantize.llm.export import OutputError
+    from quantize.llm.gates import load_thresholds
+    from quantize.llm.publish import LlmBuildError, LlmBuildOptions, run_llm_build
+    from quantize.llm.quantize import parse_types
+    from quantize.llm.source import CheckpointError
 
     try:
         options = LlmBuildOptions(
@@ -103,7 +103,7 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
               help="Where to put the synthetic checkpoint (default: a temporary directory, removed after).")
 def bench(size_mb: int, shards: int, dtype: str, out_type: str, workdir: Path | None) -> None:
     """Conversion throughput (MB/s) and peak RSS on a synthetic checkpoint, beside their baselines."""
-    from quantize.llm_bench import BenchError, run_bench
+    from quantize.llm.bench import BenchError, run_bench
 
     try:
         lines = run_bench(size_mb, shards, dtype, out_type, workdir)

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from quantize.llm_gates.result import GateResult, Thresholds
-from quantize.llm_gates.runtime import all_logits, log_softmax, open_llama
+from quantize.llm.gates.result import GateResult, Thresholds
+from quantize.llm.gates.runtime import all_logits, log_softmax, open_llama
 
 ORDER = ["q8_0", "q6_k", "q5_k_m", "q4_k_m"]
 

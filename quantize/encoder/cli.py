@@ -1,4 +1,4 @@
-"""`orbox quantize encoder` and `orbox quantize encoder-bench`."""
+"""`orbox quantize encoder` and `orbox quantize encoder-bench`: thin click shells over `publish` and `bench`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from quantize.encoder_gates import GateThresholds
+from quantize.encoder.gates import GateThresholds
 
 _DEFAULTS = GateThresholds()
 
@@ -16,8 +16,8 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from inference.encoder import EncoderRuntimeError
     from primitives.artifacts import ModelBundleError
     from primitives.signing import KeyFileError, SourceDateEpochError
-    from quantize.encoder_build import EncoderGateError
-    from quantize.encoder_source import EncoderInputError
+    from quantize.encoder.publish import EncoderGateError
+    from quantize.encoder.source import EncoderInputError
 
     return (EncoderInputError, EncoderGateError, EncoderRuntimeError, ModelBundleError, KeyFileError,
             SourceDateEpochError, ProfileError)
@@ -73,7 +73,7 @@ def encoder(model_dir: Path, profile: str, out_dir: Path, task: str | None, cali
             min_top5: float, min_top1: float, min_kendall_tau: float, min_speedup: float,
             fp32_fallback: bool) -> None:
     """Export an encoder to ONNX, quantize it to INT8 for PROFILE, gate it against FP32 and add it to a bundle."""
-    from quantize.encoder_build import BuildOptions, build_encoder_bundle, latency_text
+    from quantize.encoder.publish import BuildOptions, build_encoder_bundle, latency_text
 
     options = BuildOptions(
         model_dir=model_dir, profile=profile, out_dir=out_dir, task=task, calibration=calibration,
@@ -109,7 +109,7 @@ def encoder(model_dir: Path, profile: str, out_dir: Path, task: str | None, cali
               help="Timed repetitions per row (best-of).")
 def encoder_bench(model_dir: Path, profile: str, threads: int, repeats: int) -> None:
     """Print FP32 and INT8 rows side by side: latency, speedup, cosine and retrieval agreement."""
-    from quantize.encoder_bench import format_table, run_bench
+    from quantize.encoder.bench import format_table, run_bench
 
     bar = _StageBar("encoder bench")
     try:

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantize.encoder_build import Workbench, choose_candidate, prepare_workbench
-from quantize.encoder_calibration import default_calibration
-from quantize.encoder_evalset import RETRIEVAL_QUERIES
-from quantize.encoder_gates import GateThresholds, accuracy_metrics, gate_outputs, measure_ms, workload
-from quantize.encoder_int8 import recipe_for_profile
-from quantize.encoder_source import inspect_encoder
+from quantize.encoder.calibration import default_calibration
+from quantize.encoder.evalset import RETRIEVAL_QUERIES
+from quantize.encoder.gates import GateThresholds, accuracy_metrics, gate_outputs, measure_ms, workload
+from quantize.encoder.publish import Workbench, choose_candidate, prepare_workbench
+from quantize.encoder.quantize import recipe_for_profile
+from quantize.encoder.source import inspect_encoder
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from quantize.checkpoint import CheckpointError
+from quantize.llm.source import CheckpointError
 
 T = gguf.MODEL_TENSOR
 

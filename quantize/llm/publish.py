@@ -27,12 +27,12 @@ from typing import Any
 
 from primitives.artifacts import file_digest
 from primitives.signing import canonical_json, load_private_key, sign_bundle
-from quantize.checkpoint import CheckpointError, input_files, load_config
-from quantize.corpus import corpus_text
-from quantize.llm_arch import read_hparams, required_keys
-from quantize.llm_convert import ConversionResult, OutputError, checkpoint_bytes, convert_checkpoint
-from quantize.llm_gates import Thresholds
-from quantize.llm_quantize import QUANT_FTYPES, quantize_gguf, type_histogram
+from quantize.clinical_corpus import corpus_text
+from quantize.llm.architecture import read_hparams, required_keys
+from quantize.llm.export import ConversionResult, OutputError, checkpoint_bytes, convert_checkpoint
+from quantize.llm.gates import Thresholds
+from quantize.llm.quantize import QUANT_FTYPES, quantize_gguf, type_histogram
+from quantize.llm.source import CheckpointError, input_files, load_config
 from quantize.manifest import existing_manifest, package_versions, update_manifest
 
 RECORD_KEY = "orbox.build_record_sha256"
@@ -233,12 +233,12 @@ def _convert(model_dir: Path, target: Path, out_type: str, record_sha: str,
 def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], record: dict[str, Any],
               record_sha: str, eval_text: str, stage: Stage, byte_progress: Progress,
               step_progress: Progress) -> LlmBuildResult:
-    from quantize.llm_gates.converter_parity import converter_parity_gate
-    from quantize.llm_gates.quantization import quantization_gate, reference_logprobs, score_type, windows
-    from quantize.llm_gates.runtime import open_llama
-    from quantize.llm_gates.smoke import SMOKE_MESSAGES, smoke_gate
-    from quantize.llm_gates.structural import structural_gate
-    from quantize.llm_gates.tokenizer_parity import hf_chat_ids, tokenizer_parity_gate
+    from quantize.llm.gates.converter_parity import converter_parity_gate
+    from quantize.llm.gates.quantization import quantization_gate, reference_logprobs, score_type, windows
+    from quantize.llm.gates.runtime import open_llama
+    from quantize.llm.gates.smoke import SMOKE_MESSAGES, smoke_gate
+    from quantize.llm.gates.structural import structural_gate
+    from quantize.llm.gates.tokenizer_parity import hf_chat_ids, tokenizer_parity_gate
 
     model_dir, thresholds, threads = options.model_dir, options.thresholds, options.threads
     reference = build_dir / "reference-f32.gguf"
