@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from hw_profiles.gguf_types import FLOAT_TYPES, GGUF_TYPES
+
 
 def _print_gates(gates: dict[str, Any]) -> None:
     for name, verdict in gates.items():
@@ -26,7 +28,7 @@ def _print_gates(gates: dict[str, Any]) -> None:
 @click.option("--profile", required=True, help="Hardware profile name or TOML path (see `orbox profile list`).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Bundle directory; GGUF files go to llm/ and into manifest.json.")
-@click.option("--types", default=None, help="Comma-separated types (f16,bf16,f32,q8_0,q6_k,q5_k_m,q4_k_m); "
+@click.option("--types", default=None, help=f"Comma-separated types ({','.join(GGUF_TYPES)}); "
               "default: the profile planner's choice.")
 @click.option("--context", type=click.IntRange(min=1), default=None, help="Context length for the planner.")
 @click.option("--sign-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -98,7 +100,7 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
               help="Approximate size of the synthetic checkpoint.")
 @click.option("--shards", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="bfloat16", show_default=True)
-@click.option("--out-type", type=click.Choice(["f16", "bf16", "f32"]), default="f16", show_default=True)
+@click.option("--out-type", type=click.Choice(FLOAT_TYPES), default="f16", show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to put the synthetic checkpoint (default: a temporary directory, removed after).")
 def bench(size_mb: int, shards: int, dtype: str, out_type: str, workdir: Path | None) -> None:

@@ -25,13 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hw_profiles.gguf_types import QUANTIZED_TYPES
 from primitives.artifacts import file_digest
 from primitives.signing import canonical_json, load_private_key, sign_bundle
 from quantize.clinical_corpus import corpus_text
 from quantize.llm.architecture import read_hparams, required_keys
 from quantize.llm.export import ConversionResult, OutputError, checkpoint_bytes, convert_checkpoint
 from quantize.llm.gates import Thresholds
-from quantize.llm.quantize import QUANT_FTYPES, quantize_gguf, type_histogram
+from quantize.llm.quantize import quantize_gguf, type_histogram
 from quantize.llm.source import CheckpointError, input_files, load_config
 from quantize.manifest import existing_manifest, package_versions, update_manifest
 
@@ -247,7 +248,7 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
     for qtype in types:
         target = build_dir / _output_name(model_dir, qtype)
         stage(f"writing {qtype}")
-        if qtype in QUANT_FTYPES:
+        if qtype in QUANTIZED_TYPES:
             quantize_gguf(reference, target, qtype, threads)
         elif qtype == "f32":
             shutil.copyfile(reference, target)
@@ -276,7 +277,7 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
         gates["converter_parity"] = converter_parity_gate(reference, model_dir, parity_ids, thresholds,
                                                           threads).as_dict()
 
-        quantized = [t for t in types if t in QUANT_FTYPES]
+        quantized = [t for t in types if t in QUANTIZED_TYPES]
         if quantized:
             stage(f"gate: quantization KLD over >= {thresholds.kld_min_tokens} tokens")
             window = min(512, converted.hparams.context)
