@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gguf
+
 from hw_profiles.gguf_types import QUANTIZED_TYPES
 from primitives.artifacts import file_digest
 from primitives.signing import canonical_json, load_private_key, sign_bundle
@@ -271,7 +273,7 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
 
         vocab = open_llama(reference, vocab_only=True)
         stream = vocab.tokenize(eval_text.encode("utf-8"), add_bos=False, special=False)
-        add_bos = vocab.metadata.get("tokenizer.ggml.add_bos_token") == "true"
+        add_bos = vocab.metadata.get(gguf.Keys.Tokenizer.ADD_BOS) == "true"
         parity_ids = ([vocab.token_bos()] if add_bos else []) + stream[: PARITY_TOKENS - int(add_bos)]
         stage("gate: converter parity (transformers vs llama.cpp, F32)")
         gates["converter_parity"] = converter_parity_gate(reference, model_dir, parity_ids, thresholds,
