@@ -27,7 +27,7 @@ def _print_gates(gates: dict[str, Any]) -> None:
               help="Local Hugging Face checkpoint directory (safetensors, config.json, tokenizer files).")
 @click.option("--profile", required=True, help="Hardware profile name or TOML path (see `orbox profile list`).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Bundle directory; GGUF files go to llm/ and into manifest.json.")
+              help="Model bundle directory; GGUF files go to llm/ and into manifest.json.")
 @click.option("--types", default=None, help=f"Comma-separated types ({','.join(GGUF_TYPES)}); "
               "default: the profile planner's choice.")
 @click.option("--context", type=click.IntRange(min=1), default=None, help="Context length for the planner.")
@@ -40,14 +40,14 @@ def _print_gates(gates: dict[str, Any]) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context: int | None,
         sign_key: Path | None, thresholds: Path | None, eval_text: Path | None, threads: int) -> None:
-    """Convert a HF checkpoint to GGUF, quantize with llama.cpp k-quants, gate it, and publish a bundle."""
+    """Convert a HF checkpoint to GGUF, quantize with llama.cpp k-quants, gate it, and publish a model bundle."""
     from tqdm import tqdm
 
     from primitives.artifacts import ModelBundleError
     from primitives.signing import KeyFileError, SourceDateEpochError
     from quantize.llm.export import OutputError
     from quantize.llm.gates import load_thresholds
-    from quantize.llm.publish import LlmBuildError, LlmBuildOptions, run_llm_build
+    from quantize.llm.publish import LlmBuildError, LlmBuildOptions, build_llm_bundle
     from quantize.llm.quantize import parse_types
     from quantize.llm.source import CheckpointError
 
@@ -79,7 +79,7 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
         click.echo(f"[orbox] {message}", err=True)
 
     try:
-        result = run_llm_build(options, stage, byte_progress, progress_bar)
+        result = build_llm_bundle(options, stage, byte_progress, progress_bar)
     except LlmBuildError as exc:
         stage("FAILED")
         _print_gates(exc.gates)

@@ -1,6 +1,6 @@
-"""`orbox quantize llm`: checkpoint → F32 reference GGUF → published types → gates → bundle.
+"""`orbox quantize llm`: checkpoint → F32 reference GGUF → published types → gates → model bundle.
 
-Failures publish nothing: everything is built in a temporary directory inside the bundle directory
+Failures publish nothing: everything is built in a temporary directory inside the model bundle
 and only moved into `llm/` (and recorded with update_manifest) after every gate passed.
 
 Traceability without a circular hash: the *build record* (input file digests, parameters, profile,
@@ -73,6 +73,7 @@ class LlmBuildResult:
     gates: dict[str, Any]
 
 
+# stage(name) is called as each stage starts (writing a type, each gate, publishing).
 Stage = Callable[[str], None]
 # progress(label, total) opens a bar and returns its advance(n); bytes for conversion, steps for the gates.
 Progress = Callable[[str, int], Callable[[int], Any]]
@@ -158,10 +159,10 @@ def _raise_on_failures(gates: dict[str, Any]) -> None:
         raise LlmBuildError(f"gate(s) failed: {', '.join(sorted(set(failed)))}; nothing was published", gates)
 
 
-def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: Progress,
-                  step_progress: Progress = _no_progress) -> LlmBuildResult:
+def build_llm_bundle(options: LlmBuildOptions, stage: Stage = lambda _: None, byte_progress: Progress = _no_progress,
+                     step_progress: Progress = _no_progress) -> LlmBuildResult:
     """Build, gate and publish. Raises CheckpointError / LlmBuildError / OutputError / ModelBundleError;
-    any other OSError while writing the bundle becomes an OutputError naming the path."""
+    any other OSError while writing the model bundle becomes an OutputError naming the path."""
     from hw_profiles import ProfileError, load_profile
 
     model_dir = options.model_dir
@@ -319,4 +320,4 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
     return LlmBuildResult(manifest, published, mb_per_s, gates)
 
 
-__all__ = ["LlmBuildError", "LlmBuildOptions", "LlmBuildResult", "run_llm_build"]
+__all__ = ["LlmBuildError", "LlmBuildOptions", "LlmBuildResult", "build_llm_bundle"]

