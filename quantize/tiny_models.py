@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quantize.corpus import corpus_lines
-from quantize.llm_tokenizer import LLAMA3_REGEX, QWEN2_REGEX
+from quantize.clinical_corpus import corpus_lines
+from quantize.llm.tokenizer import LLAMA3_REGEX, QWEN2_REGEX
 
 CHATML_TEMPLATE = (
     "{%- for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content']"

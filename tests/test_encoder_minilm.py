@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from encoder_data.fixtures import minilm  # noqa: F401 - fixture
 
-from quantize.encoder_build import prepare_workbench
-from quantize.encoder_calibration import default_calibration
-from quantize.encoder_gates import GateThresholds
-from quantize.encoder_int8 import Int8Recipe
-from quantize.encoder_source import inspect_encoder
+from quantize.encoder.calibration import default_calibration
+from quantize.encoder.gates import GateThresholds
+from quantize.encoder.publish import prepare_workbench
+from quantize.encoder.quantize import Int8Recipe
+from quantize.encoder.source import inspect_encoder
 
 pytestmark = pytest.mark.xdist_group("encoder_minilm")
 

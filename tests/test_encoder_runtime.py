@@ -15,9 +15,9 @@ from encoder_data.fixtures import minilm, tiny_bert, tiny_reranker  # noqa: F401
 
 from inference import encoder as encoder_runtime
 from inference.encoder import Encoder, EncoderRuntimeError, load_encoder
-from quantize.encoder_evalset import GATE_SENTENCES
-from quantize.encoder_export import export_onnx, load_hf_tokenizer, write_runtime_files
-from quantize.encoder_source import inspect_encoder
+from quantize.encoder.evalset import GATE_SENTENCES
+from quantize.encoder.export import export_onnx, load_hf_tokenizer, write_runtime_files
+from quantize.encoder.source import inspect_encoder
 from quantize.manifest import update_manifest
 
 pytestmark = pytest.mark.xdist_group("encoder_minilm")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from hw_profiles import load_profile
-from quantize.encoder_calibration import load_calibration
-from quantize.encoder_gates import TIE_MARGIN, kendall_tau, same_top_k
-from quantize.encoder_int8 import Int8Recipe, fallback_chain, recipe_for_profile
-from quantize.encoder_source import EncoderInputError
+from quantize.encoder.calibration import load_calibration
+from quantize.encoder.gates import TIE_MARGIN, kendall_tau, same_top_k
+from quantize.encoder.quantize import Int8Recipe, fallback_chain, recipe_for_profile
+from quantize.encoder.source import EncoderInputError
 
 
 def _tau_by_counting(x, y):

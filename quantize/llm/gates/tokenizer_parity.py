@@ -11,8 +11,10 @@ import ctypes
 from pathlib import Path
 from typing import Any
 
-from quantize.llm_gates.result import GateResult
-from quantize.llm_gates.runtime import open_llama
+import gguf
+
+from quantize.llm.gates.result import GateResult
+from quantize.llm.gates.runtime import open_llama
 
 PARITY_CORPUS = [
     "患者男性，64岁，腹腔镜胆囊切除术后第一天，体温37.8摄氏度。",
@@ -87,9 +89,9 @@ def tokenizer_parity_gate(gguf_path: Path, model_dir: Path) -> GateResult:
             mismatches += 1
             problems.append(f"token ids differ for {text[:40]!r}: HF {expected[:12]}..., llama.cpp {found[:12]}...")
 
-    template = llm.metadata.get("tokenizer.chat_template", "")
+    template = llm.metadata.get(gguf.Keys.Tokenizer.CHAT_TEMPLATE, "")
     bos_id, bos_text = hf.bos_token_id, hf.bos_token
-    add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token") == "true"
+    add_bos = llm.metadata.get(gguf.Keys.Tokenizer.ADD_BOS) == "true"
     chat_mismatches, max_bos = 0, 0
     for messages in CHAT_CASES:
         hf_text = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -115,7 +117,7 @@ def tokenizer_parity_gate(gguf_path: Path, model_dir: Path) -> GateResult:
             problems.append(f"chat prompt carries {bos_count} BOS tokens (positions must be [0] only)")
     metrics = {"texts": len(texts), "mismatched_texts": mismatches, "chat_cases": len(CHAT_CASES),
                "mismatched_chats": chat_mismatches, "max_bos_in_chat_prompt": max_bos,
-               "pre_tokenizer": llm.metadata.get("tokenizer.ggml.pre"),
-               "tokenizer_model": llm.metadata.get("tokenizer.ggml.model")}
+               "pre_tokenizer": llm.metadata.get(gguf.Keys.Tokenizer.PRE),
+               "tokenizer_model": llm.metadata.get(gguf.Keys.Tokenizer.MODEL)}
     thresholds = {"mismatched_texts": 0, "mismatched_chats": 0, "max_bos_in_chat_prompt": 1}
     return GateResult("tokenizer_parity", not problems, metrics, thresholds, problems)

@@ -17,7 +17,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-from quantize.checkpoint import CheckpointError
+from quantize.llm.source import CheckpointError
 
 T = gguf.MODEL_TENSOR
 
@@ -210,11 +210,16 @@ def write_hparams(writer: gguf.GGUFWriter, hp: HParams) -> None:
         writer.add_rope_scaling_factor(float(hp.rope_scaling["factor"]))
 
 
+K = gguf.Keys
+# Metadata keys the structural gate insists on; the per-architecture ones are templates on {arch}.
+REQUIRED_KEYS = (
+    K.General.ARCHITECTURE, K.General.FILE_TYPE, K.LLM.CONTEXT_LENGTH, K.LLM.EMBEDDING_LENGTH, K.LLM.BLOCK_COUNT,
+    K.LLM.FEED_FORWARD_LENGTH, K.Attention.HEAD_COUNT, K.Attention.HEAD_COUNT_KV, K.Rope.FREQ_BASE,
+    K.Attention.LAYERNORM_RMS_EPS, K.Tokenizer.MODEL, K.Tokenizer.LIST, K.Tokenizer.TOKEN_TYPE,
+    K.Tokenizer.CHAT_TEMPLATE,
+)
+
+
 def required_keys(arch: str) -> list[str]:
-    """Metadata keys the structural gate insists on."""
-    return [
-        "general.architecture", "general.file_type", f"{arch}.context_length", f"{arch}.embedding_length",
-        f"{arch}.block_count", f"{arch}.feed_forward_length", f"{arch}.attention.head_count",
-        f"{arch}.attention.head_count_kv", f"{arch}.rope.freq_base", f"{arch}.attention.layer_norm_rms_epsilon",
-        "tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.chat_template",
-    ]
+    """Metadata keys the structural gate insists on, for one GGUF architecture."""
+    return [key.format(arch=arch) for key in REQUIRED_KEYS]

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from quantize.encoder_evalset import GATE_SENTENCES, RERANK_QUERIES, RETRIEVAL_DOCUMENTS, RETRIEVAL_QUERIES
+from quantize.encoder.evalset import GATE_SENTENCES, RERANK_QUERIES, RETRIEVAL_DOCUMENTS, RETRIEVAL_QUERIES
 
 TOP_K = 5
 # Two documents whose FP32 similarities differ by less than this are a tie: INT8 may order them

@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from quantize.llm_gates.result import GateResult, Thresholds
-from quantize.llm_gates.runtime import all_logits, log_softmax, open_llama
-
-ORDER = ["q8_0", "q6_k", "q5_k_m", "q4_k_m"]
+from hw_profiles.gguf_types import QUANTIZED_TYPES
+from quantize.llm.gates.result import GateResult, Thresholds
+from quantize.llm.gates.runtime import all_logits, log_softmax, open_llama
 
 
 def windows(stream: list[int], window: int, min_scored: int) -> list[list[int]]:
@@ -73,7 +72,7 @@ def quantization_gate(measured: dict[str, tuple[float, float]], scored_tokens: i
             problems.append(f"{qtype}: mean KLD {kld:.4g} exceeds {thresholds.kld_max[qtype]}")
         if top1 < thresholds.top1_min[qtype]:
             problems.append(f"{qtype}: same top-1 {top1:.4f} is below {thresholds.top1_min[qtype]}")
-    ranked = [t for t in ORDER if t in measured]
+    ranked = [t for t in QUANTIZED_TYPES if t in measured]  # highest quality first
     for better, worse in zip(ranked, ranked[1:], strict=False):
         if not measured[better][0] < measured[worse][0]:
             problems.append(f"ordering violated: KLD({better}) {measured[better][0]:.4g} is not below "

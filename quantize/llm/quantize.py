@@ -13,16 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from quantize.llm_convert import OUT_TYPES, OutputError
+from hw_profiles.gguf_types import GGUF_TYPES
+from quantize.llm.export import OutputError
 
-# Our lower-case type names → the binding's exported constant (never hard-coded numbers).
-QUANT_FTYPES = {
-    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
-    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
-    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
-    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
-}
-SUPPORTED_TYPES = (*OUT_TYPES, *QUANT_FTYPES)
+SUPPORTED_TYPES = tuple(GGUF_TYPES)
+# GGML k-quant block types: a matrix of a k-quant file in any other type is llama.cpp's fallback.
 _K_FAMILY = {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K"}
 
 
@@ -43,7 +38,7 @@ def quantize_gguf(source: Path, target: Path, quant_type: str, threads: int) -> 
     # the quantization is printed. Errors still come through.
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, QUANT_FTYPES[quant_type])
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_{GGUF_TYPES[quant_type].file_type}")  # by name, never a number
     params.nthread = threads
     status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
     if status != 0 or not target.is_file():
@@ -59,7 +54,7 @@ def type_histogram(path: Path, quant_type: str) -> dict[str, Any]:
     reader = GGUFReader(path)
     counts = Counter(tensor.tensor_type.name for tensor in reader.tensors)
     fallbacks = []
-    if quant_type in QUANT_FTYPES and quant_type != "q8_0":
+    if GGUF_TYPES[quant_type].tensor_type in _K_FAMILY:
         for tensor in reader.tensors:
             if len(tensor.shape) == 2 and tensor.tensor_type.name not in _K_FAMILY:
                 fallbacks.append({"tensor": tensor.name, "type": tensor.tensor_type.name,

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantize.encoder_build import Workbench, choose_candidate, prepare_workbench
-from quantize.encoder_calibration import default_calibration
-from quantize.encoder_evalset import RETRIEVAL_QUERIES
-from quantize.encoder_gates import GateThresholds, accuracy_metrics, gate_outputs, measure_ms, workload
-from quantize.encoder_int8 import recipe_for_profile
-from quantize.encoder_source import inspect_encoder
+from quantize.encoder.calibration import default_calibration
+from quantize.encoder.evalset import RETRIEVAL_QUERIES
+from quantize.encoder.gates import GateThresholds, accuracy_metrics, gate_outputs, measure_ms, workload
+from quantize.encoder.publish import Stage, Workbench, choose_candidate, prepare_workbench
+from quantize.encoder.quantize import recipe_for_profile
+from quantize.encoder.source import inspect_encoder
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def _row(bench: Workbench, name: str, path: Path, repeats: int) -> BenchRow:
 
 
 def run_bench(model_dir: Path, profile_name: str, threads: int, repeats: int,
-              progress: Callable[[str], None] = lambda _: None) -> list[BenchRow]:
+              stage: Stage = lambda _: None) -> list[BenchRow]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from hw_profiles import load_profile
@@ -51,18 +50,18 @@ def run_bench(model_dir: Path, profile_name: str, threads: int, repeats: int,
     first = recipe_for_profile(profile)
     with tempfile.TemporaryDirectory(prefix="orbox-encoder-bench-") as tmp:
         root = Path(tmp)
-        progress("export")
+        stage("export")
         bench, _ = prepare_workbench(source, root / source.task, root / "work", default_calibration(source.task),
                                      GateThresholds(), threads, openvino=False)
-        progress("naive int8")
+        stage("naive int8")
         naive = root / "work" / "naive.onnx"
         quantize_dynamic(str(bench.export_path), str(naive), per_channel=True, weight_type=QuantType.QInt8)
-        progress("pipeline int8")
-        chosen, _, _ = choose_candidate(bench, first, True, progress)
+        stage("pipeline int8")
+        chosen, _, _ = choose_candidate(bench, first, True, stage)
         rows = []
         for name, path in (("fp32-export", bench.export_path), ("fp32-fused", bench.fp32_path),
                            ("int8-naive-dynamic", naive), (f"int8-{chosen.name}", chosen.path)):
-            progress(f"time {name}")
+            stage(f"time {name}")
             rows.append(_row(bench, name, path, repeats))
     return rows
 

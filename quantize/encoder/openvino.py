@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quantize.encoder_export import quiet
+from quantize.encoder.export import quiet
 
 
 def _save(model: object, xml_path: Path, compress_to_fp16: bool) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from quantize.llm_gates.result import GateResult
+from quantize.llm.gates.result import GateResult
 
 
 def structural_gate(path: Path, required_keys: list[str], expected_tensors: list[str],

@@ -21,7 +21,7 @@ from quantize.tiny_models import build_tokenizer
 
 _WORKER = """
 import json, sys, time
-from quantize.llm_convert import convert_checkpoint
+from quantize.llm.export import convert_checkpoint
 start = time.perf_counter()
 result = convert_checkpoint(sys.argv[1], sys.argv[2], sys.argv[3])
 seconds = time.perf_counter() - start

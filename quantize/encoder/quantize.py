@@ -3,7 +3,7 @@
 DESIGN.md section 4: VNNI x86 and ARM run U8S8 per-channel; AVX2/AVX-512 without VNNI need U8U8
 or reduce_range (VPMADDUBSW saturates on full-range S8 weights); static quantization is QDQ
 S8S8. When a recipe misses a gate, the fallback order is reduce_range -> U8U8 -> keep the outlier
-activation channels in FP32 (quantize.encoder_outliers) -> exclude the most sensitive nodes -> FP32.
+activation channels in FP32 (quantize.encoder.outliers) -> exclude the most sensitive nodes -> FP32.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from quantize.encoder_export import quiet
-from quantize.encoder_outliers import split_outliers
-from quantize.encoder_source import EncoderInputError
+from quantize.encoder.export import quiet
+from quantize.encoder.outliers import split_outliers
+from quantize.encoder.source import EncoderInputError
 
 SCHEMES = ("u8s8", "u8u8", "reduce_range", "qdq_s8s8")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from quantize.encoder_evalset import CALIBRATION_SENTENCES, RETRIEVAL_QUERIES
-from quantize.encoder_source import EncoderInputError
+from quantize.encoder.evalset import CALIBRATION_SENTENCES, RETRIEVAL_QUERIES
+from quantize.encoder.source import EncoderInputError
 
 CalibrationItem = str | tuple[str, str]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from quantize.llm_gates.result import GateResult, Thresholds
-from quantize.llm_gates.runtime import all_logits, open_llama
+from quantize.llm.gates.result import GateResult, Thresholds
+from quantize.llm.gates.runtime import all_logits, open_llama
 
 
 def transformers_logits(model_dir: Path, ids: list[int]) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any
 
 import gguf
 
-from quantize.checkpoint import CheckpointError
+from quantize.llm.source import CheckpointError
 
 TT = gguf.TokenType
 

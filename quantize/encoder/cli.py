@@ -1,4 +1,4 @@
-"""`orbox quantize encoder` and `orbox quantize encoder-bench`."""
+"""`orbox quantize encoder` and `orbox quantize encoder-bench`: thin click shells over `publish` and `bench`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from quantize.encoder_gates import GateThresholds
+from quantize.encoder.gates import GateThresholds
 
 _DEFAULTS = GateThresholds()
 
@@ -16,8 +16,8 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from inference.encoder import EncoderRuntimeError
     from primitives.artifacts import ModelBundleError
     from primitives.signing import KeyFileError, SourceDateEpochError
-    from quantize.encoder_build import EncoderGateError
-    from quantize.encoder_source import EncoderInputError
+    from quantize.encoder.publish import EncoderGateError
+    from quantize.encoder.source import EncoderInputError
 
     return (EncoderInputError, EncoderGateError, EncoderRuntimeError, ModelBundleError, KeyFileError,
             SourceDateEpochError, ProfileError)
@@ -44,14 +44,14 @@ class _StageBar:
               help="Local Hugging Face encoder directory (BERT / RoBERTa / XLM-R).")
 @click.option("--profile", required=True, help="Hardware profile name or TOML path.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Bundle directory (shared with `orbox quantize llm`).")
+              help="Model bundle directory (shared with `orbox quantize llm`).")
 @click.option("--task", type=click.Choice(["embedding", "reranker"]), default=None,
               help="Default: reranker for *ForSequenceClassification checkpoints, else embedding.")
 @click.option("--calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Calibration texts: .txt (one per line; query<TAB>doc for rerankers) or .jsonl.")
 @click.option("--sign-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="ed25519 private key (PEM) to sign manifest.json.")
-@click.option("--model-id", default=None, help="Name recorded in the bundle (default: the directory name).")
+@click.option("--model-id", default=None, help="Name recorded in the model bundle (default: the directory name).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="Threads for the gates' latency measurement.")
 @click.option("--min-cosine", default=_DEFAULTS.min_cosine, show_default=True, type=float,
@@ -72,10 +72,10 @@ def encoder(model_dir: Path, profile: str, out_dir: Path, task: str | None, cali
             sign_key: Path | None, model_id: str | None, threads: int, min_cosine: float, mean_cosine: float,
             min_top5: float, min_top1: float, min_kendall_tau: float, min_speedup: float,
             fp32_fallback: bool) -> None:
-    """Export an encoder to ONNX, quantize it to INT8 for PROFILE, gate it against FP32 and add it to a bundle."""
-    from quantize.encoder_build import BuildOptions, build_encoder_bundle, latency_text
+    """Export an encoder to ONNX, quantize it to INT8 for PROFILE, gate it against FP32 and add it to a model bundle."""
+    from quantize.encoder.publish import EncoderBuildOptions, build_encoder_bundle, latency_text
 
-    options = BuildOptions(
+    options = EncoderBuildOptions(
         model_dir=model_dir, profile=profile, out_dir=out_dir, task=task, calibration=calibration,
         sign_key=sign_key, model_id=model_id, allow_fp32=fp32_fallback, threads=threads,
         thresholds=GateThresholds(min_cosine=min_cosine, mean_cosine=mean_cosine, top5_agreement=min_top5,
@@ -109,7 +109,7 @@ def encoder(model_dir: Path, profile: str, out_dir: Path, task: str | None, cali
               help="Timed repetitions per row (best-of).")
 def encoder_bench(model_dir: Path, profile: str, threads: int, repeats: int) -> None:
     """Print FP32 and INT8 rows side by side: latency, speedup, cosine and retrieval agreement."""
-    from quantize.encoder_bench import format_table, run_bench
+    from quantize.encoder.bench import format_table, run_bench
 
     bar = _StageBar("encoder bench")
     try:

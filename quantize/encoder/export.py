@@ -18,7 +18,7 @@ from typing import Any
 from inference.encoder import ENCODER_FORMAT
 from primitives.atomic import atomic_write_text
 from primitives.signing import canonical_json
-from quantize.encoder_source import EncoderInputError, EncoderSource
+from quantize.encoder.source import EncoderInputError, EncoderSource
 
 OUTPUT_NAMES = {"embedding": "last_hidden_state", "reranker": "logits"}
 OPTIMUM_TASKS = {"embedding": "feature-extraction", "reranker": "text-classification"}

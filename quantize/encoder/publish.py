@@ -1,6 +1,6 @@
-"""`orbox quantize encoder`: export, quantize per the profile's ISA, gate against FP32, publish into a bundle.
+"""`orbox quantize encoder`: export, quantize per the profile's ISA, gate against FP32, publish into a model bundle.
 
-Work happens in a staging directory inside the bundle; only a candidate that passed every gate
+Work happens in a staging directory inside the model bundle; only a candidate that passed every gate
 is moved to `encoder/<role>/` and entered in manifest.json (section "encoder"). Any failure
 removes the staging directory, so a failed build leaves the bundle exactly as it was.
 """
@@ -20,10 +20,10 @@ import numpy as np
 from inference.encoder import Encoder, l2_normalize, pool
 from primitives.artifacts import ModelBundleError, verify_artifact
 from primitives.signing import load_private_key, sign_bundle
-from quantize.encoder_calibration import CalibrationItem, default_calibration, load_calibration
-from quantize.encoder_evalset import GATE_SENTENCES, RERANK_QUERIES, RETRIEVAL_DOCUMENTS
-from quantize.encoder_export import export_onnx, fuse_onnx, load_hf_tokenizer, write_runtime_files
-from quantize.encoder_gates import (
+from quantize.encoder.calibration import CalibrationItem, default_calibration, load_calibration
+from quantize.encoder.evalset import GATE_SENTENCES, RERANK_QUERIES, RETRIEVAL_DOCUMENTS
+from quantize.encoder.export import export_onnx, fuse_onnx, load_hf_tokenizer, write_runtime_files
+from quantize.encoder.gates import (
     GateThresholds,
     Outputs,
     accuracy_metrics,
@@ -33,7 +33,7 @@ from quantize.encoder_gates import (
     rounded,
     workload,
 )
-from quantize.encoder_int8 import (
+from quantize.encoder.quantize import (
     Int8Recipe,
     fallback_chain,
     outlier_chain,
@@ -42,7 +42,7 @@ from quantize.encoder_int8 import (
     recipe_for_profile,
     with_exclusions,
 )
-from quantize.encoder_source import EncoderInputError, EncoderSource, inspect_encoder
+from quantize.encoder.source import EncoderInputError, EncoderSource, inspect_encoder
 from quantize.manifest import existing_manifest, package_versions, update_manifest
 
 SECTION = "encoder"
@@ -51,12 +51,16 @@ PARITY_MAX_SCORE_DIFF = 1e-4
 TOOLS = ("onnxruntime", "onnx", "openvino", "nncf", "torch", "transformers", "optimum", "optimum-onnx", "tokenizers")
 
 
+# stage(name) is called as each stage starts (export, every recipe tried, publish).
+Stage = Callable[[str], None]
+
+
 class EncoderGateError(Exception):
     """A gate failed and nothing was published; the message is the report."""
 
 
 @dataclass(frozen=True)
-class BuildOptions:
+class EncoderBuildOptions:
     model_dir: Path
     profile: str
     out_dir: Path
@@ -194,17 +198,17 @@ def export_parity(source: EncoderSource, tokenizer: Any, fp32: Encoder) -> dict[
 
 
 def choose_candidate(bench: Workbench, first: Int8Recipe, allow_fp32: bool,
-                     progress: Callable[[str], None]) -> tuple[Candidate, list[Candidate], str]:
+                     stage: Stage) -> tuple[Candidate, list[Candidate], str]:
     """Walk the fallback order; return (chosen, every attempt, why it was chosen)."""
     attempts: list[Candidate] = []
     outlier_recipes = outlier_chain(first)
     for recipe in fallback_chain(first) + outlier_recipes:
-        progress(f"quantize {recipe.name}")
+        stage(f"quantize {recipe.name}")
         attempts.append(bench.quantize(recipe))
         if attempts[-1].passed:
             return attempts[-1], attempts, _reason(attempts)
-    progress("exclude sensitive nodes")
-    excluded = exclude_sensitive(bench, outlier_recipes[-1], progress)
+    stage("exclude sensitive nodes")
+    excluded = exclude_sensitive(bench, outlier_recipes[-1], stage)
     if excluded is not None:
         attempts.append(excluded)
         if excluded.passed:
@@ -217,19 +221,19 @@ def choose_candidate(bench: Workbench, first: Int8Recipe, allow_fp32: bool,
     return fp32, attempts, "fp32 fallback: " + _reason(attempts[:-1])
 
 
-def exclude_sensitive(bench: Workbench, base: Int8Recipe, progress: Callable[[str], None]) -> Candidate | None:
+def exclude_sensitive(bench: Workbench, base: Int8Recipe, stage: Stage) -> Candidate | None:
     """Rank quantizable nodes by the accuracy lost when only that node is INT8, then keep the worst in FP32,
     doubling their number until accuracy passes (at most half the nodes)."""
     nodes = quantizable_nodes(bench.fp32_path)
     losses = {}
     for node in nodes:
-        progress(f"sensitivity {node}")
+        stage(f"sensitivity {node}")
         alone = bench.quantize(with_exclusions(base, [n for n in nodes if n != node]), timed=False)
         losses[node] = accuracy_loss(alone.metrics)
     ranked = sorted(nodes, key=lambda n: (-losses[n], nodes.index(n)))
     count, last = 1, None
     while count <= max(1, len(nodes) // 2):
-        progress(f"exclude {count} node(s)")
+        stage(f"exclude {count} node(s)")
         last = bench.quantize(with_exclusions(base, ranked[:count]))
         if last.accuracy_ok:
             return last
@@ -264,16 +268,16 @@ def latency_text(latency: dict[str, float]) -> str:
             f"({latency['speedup']:.2f}x)")
 
 
-def build_openvino(bench: Workbench, progress: Callable[[str], None]) -> Candidate:
+def build_openvino(bench: Workbench, stage: Stage) -> Candidate:
     """OpenVINO IR with NNCF INT8, gated on accuracy; FP16 IR when INT8 misses the gate."""
-    from quantize.encoder_openvino import save_fp16_ir, save_int8_ir
+    from quantize.encoder.openvino import save_fp16_ir, save_int8_ir
 
     xml = bench.role_dir / "openvino" / "model.xml"
-    progress("openvino nncf int8")
+    stage("openvino nncf int8")
     save_int8_ir(bench.export_path, xml, bench.calibration_feeds())
     candidate = bench.evaluate("openvino-int8-nncf", xml, None, timed=False, backend="openvino")
     if not candidate.accuracy_ok:
-        progress("openvino fp16")
+        stage("openvino fp16")
         save_fp16_ir(bench.export_path, xml)
         fp16 = bench.evaluate("openvino-fp16", xml, None, timed=False, backend="openvino")
         if not fp16.accuracy_ok:
@@ -288,7 +292,7 @@ def tool_versions() -> dict[str, str]:
 
 
 @dataclass(frozen=True)
-class EncoderBuild:
+class EncoderBuildResult:
     """The manifest section written for this role, and the latencies measured on the way (not in the manifest,
     so that identical inputs give a byte-identical manifest)."""
 
@@ -296,7 +300,7 @@ class EncoderBuild:
     latencies: dict[str, dict[str, float]]  # attempt name -> latency_ms, fp32_latency_ms, speedup
 
 
-def build_encoder_bundle(options: BuildOptions, progress: Callable[[str], None] = lambda _: None) -> EncoderBuild:
+def build_encoder_bundle(options: EncoderBuildOptions, stage: Stage = lambda _: None) -> EncoderBuildResult:
     """Run the whole pipeline; publish only a candidate that passed every gate."""
     from hw_profiles import load_profile
 
@@ -315,12 +319,12 @@ def build_encoder_bundle(options: BuildOptions, progress: Callable[[str], None] 
     published = False
     try:
         role_dir = staging / source.task
-        progress("export")
+        stage("export")
         bench, parity = prepare_workbench(source, role_dir, staging / "work", calibration, options.thresholds,
                                           options.threads, profile.encoder.openvino)
-        chosen, attempts, reason = choose_candidate(bench, first, options.allow_fp32, progress)
+        chosen, attempts, reason = choose_candidate(bench, first, options.allow_fp32, stage)
         shutil.copyfile(chosen.path, role_dir / "model.onnx")
-        openvino = build_openvino(bench, progress).record() if profile.encoder.openvino else None
+        openvino = build_openvino(bench, stage).record() if profile.encoder.openvino else None
         section = {
             "model_id": source.model_id,
             "task": source.task,
@@ -339,7 +343,7 @@ def build_encoder_bundle(options: BuildOptions, progress: Callable[[str], None] 
             "max_seq_length": source.max_seq_length,
             "tools": tool_versions(),
         }
-        progress("publish")
+        stage("publish")
         _publish(out, staging, role_dir, source.task, profile.name, section, existing, chosen, openvino)
         published = True
     finally:
@@ -349,7 +353,7 @@ def build_encoder_bundle(options: BuildOptions, progress: Callable[[str], None] 
                 out.rmdir()  # a failed build into a new directory leaves no trace (rmdir: only if empty)
     if options.sign_key is not None:
         sign_bundle(out, options.sign_key)
-    return EncoderBuild(section, {a.name: a.latency for a in attempts if a.latency})
+    return EncoderBuildResult(section, {a.name: a.latency for a in attempts if a.latency})
 
 
 def _existing_other_roles(out: Path, profile: str, role: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -390,5 +394,5 @@ def _publish(out: Path, staging: Path, role_dir: Path, role: str, profile: str, 
     update_manifest(out, profile, SECTION, {**existing[0], role: section}, artifacts)
 
 
-__all__ = ["BuildOptions", "EncoderBuild", "EncoderGateError", "EncoderInputError", "build_encoder_bundle",
+__all__ = ["EncoderBuildOptions", "EncoderBuildResult", "EncoderGateError", "EncoderInputError", "build_encoder_bundle",
            "prepare_workbench"]

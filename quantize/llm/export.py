@@ -16,15 +16,13 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from quantize.checkpoint import CheckpointError, TensorRef, load_config, read_tensor, tensor_index
-from quantize.llm_arch import HParams, TensorPlan, llama3_rope_factors, read_hparams, tensor_plan, write_hparams
-from quantize.llm_tokenizer import read_tokenizer, write_tokenizer
+from hw_profiles.gguf_types import FLOAT_TYPES, GGUF_TYPES
+from quantize.llm.architecture import HParams, TensorPlan, llama3_rope_factors, read_hparams, tensor_plan, write_hparams
+from quantize.llm.source import CheckpointError, TensorRef, load_config, read_tensor, tensor_index
+from quantize.llm.tokenizer import read_tokenizer, write_tokenizer
 
-OUT_TYPES = {
-    "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32, np.dtype(np.float32)),
-    "f16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16, np.dtype(np.float16)),
-    "bf16": (gguf.GGMLQuantizationType.BF16, gguf.LlamaFileType.MOSTLY_BF16, np.dtype(np.uint16)),
-}
+# How numpy holds each float tensor type while writing (bfloat16 as its raw 16 bits).
+NUMPY_STORAGE = {"F32": np.dtype(np.float32), "F16": np.dtype(np.float16), "BF16": np.dtype(np.uint16)}
 _BLOCK_BYTES = 16 << 20
 
 
@@ -110,9 +108,12 @@ def convert_checkpoint(
     Raises CheckpointError for bad input and OutputError when the file cannot be written.
     """
     model_dir, out_path = Path(model_dir), Path(out_path)
-    if out_type not in OUT_TYPES:
-        raise CheckpointError(f"output type {out_type!r} is not a float type; expected one of {sorted(OUT_TYPES)}")
-    ggml_type, file_type, out_dtype = OUT_TYPES[out_type]
+    if out_type not in FLOAT_TYPES:
+        raise CheckpointError(f"output type {out_type!r} is not a float type; expected one of {sorted(FLOAT_TYPES)}")
+    storage = GGUF_TYPES[out_type]
+    ggml_type = gguf.GGMLQuantizationType[storage.tensor_type]
+    file_type = gguf.LlamaFileType[storage.file_type]
+    out_dtype = NUMPY_STORAGE[storage.tensor_type]
     started = time.perf_counter()
     hp = read_hparams(load_config(model_dir))
     index = tensor_index(model_dir)

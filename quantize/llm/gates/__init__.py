@@ -4,6 +4,6 @@ A gate never raises for a bad *result*; it returns a failing GateResult so the r
 problem at once. It raises only when it cannot run at all.
 """
 
-from quantize.llm_gates.result import GateResult, Thresholds, load_thresholds
+from quantize.llm.gates.result import GateResult, Thresholds, load_thresholds
 
 __all__ = ["GateResult", "Thresholds", "load_thresholds"]

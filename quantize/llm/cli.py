@@ -1,4 +1,4 @@
-"""`orbox quantize llm` and `orbox quantize bench`: thin click shells over llm_pipeline and llm_bench."""
+"""`orbox quantize llm` and `orbox quantize bench`: thin click shells over `publish` and `bench`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from hw_profiles.gguf_types import FLOAT_TYPES, GGUF_TYPES
 
 
 def _print_gates(gates: dict[str, Any]) -> None:
@@ -25,8 +27,8 @@ def _print_gates(gates: dict[str, Any]) -> None:
               help="Local Hugging Face checkpoint directory (safetensors, config.json, tokenizer files).")
 @click.option("--profile", required=True, help="Hardware profile name or TOML path (see `orbox profile list`).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Bundle directory; GGUF files go to llm/ and into manifest.json.")
-@click.option("--types", default=None, help="Comma-separated types (f16,bf16,f32,q8_0,q6_k,q5_k_m,q4_k_m); "
+              help="Model bundle directory; GGUF files go to llm/ and into manifest.json.")
+@click.option("--types", default=None, help=f"Comma-separated types ({','.join(GGUF_TYPES)}); "
               "default: the profile planner's choice.")
 @click.option("--context", type=click.IntRange(min=1), default=None, help="Context length for the planner.")
 @click.option("--sign-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -38,16 +40,16 @@ def _print_gates(gates: dict[str, Any]) -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context: int | None,
         sign_key: Path | None, thresholds: Path | None, eval_text: Path | None, threads: int) -> None:
-    """Convert a HF checkpoint to GGUF, quantize with llama.cpp k-quants, gate it, and publish a bundle."""
+    """Convert a HF checkpoint to GGUF, quantize with llama.cpp k-quants, gate it, and publish a model bundle."""
     from tqdm import tqdm
 
     from primitives.artifacts import ModelBundleError
     from primitives.signing import KeyFileError, SourceDateEpochError
-    from quantize.checkpoint import CheckpointError
-    from quantize.llm_convert import OutputError
-    from quantize.llm_gates import load_thresholds
-    from quantize.llm_pipeline import LlmBuildError, LlmBuildOptions, run_llm_build
-    from quantize.llm_quantize import parse_types
+    from quantize.llm.export import OutputError
+    from quantize.llm.gates import load_thresholds
+    from quantize.llm.publish import LlmBuildError, LlmBuildOptions, build_llm_bundle
+    from quantize.llm.quantize import parse_types
+    from quantize.llm.source import CheckpointError
 
     try:
         options = LlmBuildOptions(
@@ -77,7 +79,7 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
         click.echo(f"[orbox] {message}", err=True)
 
     try:
-        result = run_llm_build(options, stage, byte_progress, progress_bar)
+        result = build_llm_bundle(options, stage, byte_progress, progress_bar)
     except LlmBuildError as exc:
         stage("FAILED")
         _print_gates(exc.gates)
@@ -98,12 +100,12 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
               help="Approximate size of the synthetic checkpoint.")
 @click.option("--shards", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="bfloat16", show_default=True)
-@click.option("--out-type", type=click.Choice(["f16", "bf16", "f32"]), default="f16", show_default=True)
+@click.option("--out-type", type=click.Choice(FLOAT_TYPES), default="f16", show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to put the synthetic checkpoint (default: a temporary directory, removed after).")
 def bench(size_mb: int, shards: int, dtype: str, out_type: str, workdir: Path | None) -> None:
     """Conversion throughput (MB/s) and peak RSS on a synthetic checkpoint, beside their baselines."""
-    from quantize.llm_bench import BenchError, run_bench
+    from quantize.llm.bench import BenchError, run_bench
 
     try:
         lines = run_bench(size_mb, shards, dtype, out_type, workdir)

@@ -1,6 +1,6 @@
-"""`orbox quantize llm`: checkpoint → F32 reference GGUF → published types → gates → bundle.
+"""`orbox quantize llm`: checkpoint → F32 reference GGUF → published types → gates → model bundle.
 
-Failures publish nothing: everything is built in a temporary directory inside the bundle directory
+Failures publish nothing: everything is built in a temporary directory inside the model bundle
 and only moved into `llm/` (and recorded with update_manifest) after every gate passed.
 
 Traceability without a circular hash: the *build record* (input file digests, parameters, profile,
@@ -25,14 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gguf
+
+from hw_profiles.gguf_types import QUANTIZED_TYPES
 from primitives.artifacts import file_digest
 from primitives.signing import canonical_json, load_private_key, sign_bundle
-from quantize.checkpoint import CheckpointError, input_files, load_config
-from quantize.corpus import corpus_text
-from quantize.llm_arch import read_hparams, required_keys
-from quantize.llm_convert import ConversionResult, OutputError, checkpoint_bytes, convert_checkpoint
-from quantize.llm_gates import Thresholds
-from quantize.llm_quantize import QUANT_FTYPES, quantize_gguf, type_histogram
+from quantize.clinical_corpus import corpus_text
+from quantize.llm.architecture import read_hparams, required_keys
+from quantize.llm.export import ConversionResult, OutputError, checkpoint_bytes, convert_checkpoint
+from quantize.llm.gates import Thresholds
+from quantize.llm.quantize import quantize_gguf, type_histogram
+from quantize.llm.source import CheckpointError, input_files, load_config
 from quantize.manifest import existing_manifest, package_versions, update_manifest
 
 RECORD_KEY = "orbox.build_record_sha256"
@@ -70,6 +73,7 @@ class LlmBuildResult:
     gates: dict[str, Any]
 
 
+# stage(name) is called as each stage starts (writing a type, each gate, publishing).
 Stage = Callable[[str], None]
 # progress(label, total) opens a bar and returns its advance(n); bytes for conversion, steps for the gates.
 Progress = Callable[[str, int], Callable[[int], Any]]
@@ -155,10 +159,10 @@ def _raise_on_failures(gates: dict[str, Any]) -> None:
         raise LlmBuildError(f"gate(s) failed: {', '.join(sorted(set(failed)))}; nothing was published", gates)
 
 
-def run_llm_build(options: LlmBuildOptions, stage: Stage, byte_progress: Progress,
-                  step_progress: Progress = _no_progress) -> LlmBuildResult:
+def build_llm_bundle(options: LlmBuildOptions, stage: Stage = lambda _: None, byte_progress: Progress = _no_progress,
+                     step_progress: Progress = _no_progress) -> LlmBuildResult:
     """Build, gate and publish. Raises CheckpointError / LlmBuildError / OutputError / ModelBundleError;
-    any other OSError while writing the bundle becomes an OutputError naming the path."""
+    any other OSError while writing the model bundle becomes an OutputError naming the path."""
     from hw_profiles import ProfileError, load_profile
 
     model_dir = options.model_dir
@@ -233,12 +237,12 @@ def _convert(model_dir: Path, target: Path, out_type: str, record_sha: str,
 def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], record: dict[str, Any],
               record_sha: str, eval_text: str, stage: Stage, byte_progress: Progress,
               step_progress: Progress) -> LlmBuildResult:
-    from quantize.llm_gates.converter_parity import converter_parity_gate
-    from quantize.llm_gates.quantization import quantization_gate, reference_logprobs, score_type, windows
-    from quantize.llm_gates.runtime import open_llama
-    from quantize.llm_gates.smoke import SMOKE_MESSAGES, smoke_gate
-    from quantize.llm_gates.structural import structural_gate
-    from quantize.llm_gates.tokenizer_parity import hf_chat_ids, tokenizer_parity_gate
+    from quantize.llm.gates.converter_parity import converter_parity_gate
+    from quantize.llm.gates.quantization import quantization_gate, reference_logprobs, score_type, windows
+    from quantize.llm.gates.runtime import open_llama
+    from quantize.llm.gates.smoke import SMOKE_MESSAGES, smoke_gate
+    from quantize.llm.gates.structural import structural_gate
+    from quantize.llm.gates.tokenizer_parity import hf_chat_ids, tokenizer_parity_gate
 
     model_dir, thresholds, threads = options.model_dir, options.thresholds, options.threads
     reference = build_dir / "reference-f32.gguf"
@@ -247,7 +251,7 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
     for qtype in types:
         target = build_dir / _output_name(model_dir, qtype)
         stage(f"writing {qtype}")
-        if qtype in QUANT_FTYPES:
+        if qtype in QUANTIZED_TYPES:
             quantize_gguf(reference, target, qtype, threads)
         elif qtype == "f32":
             shutil.copyfile(reference, target)
@@ -270,13 +274,13 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
 
         vocab = open_llama(reference, vocab_only=True)
         stream = vocab.tokenize(eval_text.encode("utf-8"), add_bos=False, special=False)
-        add_bos = vocab.metadata.get("tokenizer.ggml.add_bos_token") == "true"
+        add_bos = vocab.metadata.get(gguf.Keys.Tokenizer.ADD_BOS) == "true"
         parity_ids = ([vocab.token_bos()] if add_bos else []) + stream[: PARITY_TOKENS - int(add_bos)]
         stage("gate: converter parity (transformers vs llama.cpp, F32)")
         gates["converter_parity"] = converter_parity_gate(reference, model_dir, parity_ids, thresholds,
                                                           threads).as_dict()
 
-        quantized = [t for t in types if t in QUANT_FTYPES]
+        quantized = [t for t in types if t in QUANTIZED_TYPES]
         if quantized:
             stage(f"gate: quantization KLD over >= {thresholds.kld_min_tokens} tokens")
             window = min(512, converted.hparams.context)
@@ -316,4 +320,4 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
     return LlmBuildResult(manifest, published, mb_per_s, gates)
 
 
-__all__ = ["LlmBuildError", "LlmBuildOptions", "LlmBuildResult", "run_llm_build"]
+__all__ = ["LlmBuildError", "LlmBuildOptions", "LlmBuildResult", "build_llm_bundle"]

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from quantize.llm_gates.result import GateResult, Thresholds
-from quantize.llm_gates.runtime import is_end_of_generation, open_llama
+from quantize.llm.gates.result import GateResult, Thresholds
+from quantize.llm.gates.runtime import is_end_of_generation, open_llama
 
 SMOKE_MESSAGES = [{"role": "user", "content": "When should the urinary catheter be removed?"}]
 
