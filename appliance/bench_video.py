@@ -41,6 +41,7 @@ def write_synthetic_clip(path: Path, width: int, height: int, fps: float, frames
 def _run(profile: Any, bundle: Path, workdir: Path, clip: Path, video: dict[str, Any], workers: list[str],
          warmup_s: float, seconds: float) -> dict[str, Any]:
     from appliance.config import parse_config
+    from appliance.protocol import Token, WorkerState
     from appliance.supervisor import Supervisor, keep_off_video_cores
 
     keep_off_video_cores(profile)  # as `orbox serve` does
@@ -62,13 +63,13 @@ def _run(profile: Any, bundle: Path, workdir: Path, clip: Path, video: dict[str,
     def generate() -> None:
         while not stop.is_set():
             for event in supervisor.llm.submit({"prompt": "The patient", "max_tokens": 256}):
-                tokens[0] += event["type"] == "token"
+                tokens[0] += isinstance(event, Token)
 
     try:
         if not supervisor.wait_ready(120):
             raise click.ClickException(f"workers not ready: {supervisor.status()['workers']}")
         if "llm" in workers:
-            if supervisor.handles["llm"].state != "ready":
+            if supervisor.handles["llm"].state != WorkerState.READY:
                 raise click.ClickException(f"LLM worker not ready: {supervisor.handles['llm'].detail}")
             threading.Thread(target=generate, daemon=True).start()
         time.sleep(warmup_s)

@@ -86,9 +86,9 @@ def _run_supervisor(profile, bundle_dir: str, config) -> int:
 
 def _start_http(supervisor, profile, config):
     """The local API (appliance.api) on top of the running supervisor; None if it cannot listen."""
-    from appliance.api.context import ApiSettings
     from appliance.api.keys import KeyStore
     from appliance.api.server import HttpServer, Listen, ServerError
+    from appliance.api.settings import ApiSettings
 
     http = config.http
     settings = ApiSettings(deadline_s=http.deadline_s, admission_slots=profile.llm.parallel,

@@ -2,11 +2,12 @@
 
     sup.llm.submit({"prompt": "...", "max_tokens": 64}) -> TokenStream   (iterate, or `async for`)
     sup.llm.cancel(request_id); sup.llm.queue_depth(); sup.llm.admission() -> None or raises Unavailable
-    sup.encoder.embed(["text", ...]) -> np.ndarray; sup.encoder.submit("embed", ...) -> Future
+    sup.encoder.embed(["text", ...]) -> np.ndarray; sup.encoder.submit_embed([...]) -> Future
     sup.video.latest_jpeg() -> bytes | None; sup.video.stats()
 
-Everything crosses a real process boundary (the worker's pipe); these objects are thread-safe and
-never block on the worker except where documented (`embed`, iterating a stream).
+Everything crosses a real process boundary (the worker's pipe) as the messages of
+appliance.protocol; these objects are thread-safe and never block on the worker except where
+documented (`embed`, iterating a stream).
 """
 
 from __future__ import annotations
@@ -19,14 +20,29 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from appliance.frame_ring import FrameRing
+from appliance.protocol import (
+    Cancel,
+    Done,
+    Embed,
+    Embedded,
+    EncoderOp,
+    EncoderReply,
+    Generate,
+    GenerationEvent,
+    GenerationKind,
+    RequestFailed,
+    Rerank,
+    Token,
+    Usage,
+    WorkerState,
+)
 from appliance.worker_handle import WorkerHandle
-
-_TERMINAL = ("done", "error")
 
 
 class Unavailable(Exception):
@@ -45,8 +61,17 @@ class GenerationError(Exception):
         self.code = code
 
 
+@dataclass(frozen=True)
+class Completion:
+    """A whole generation, collected."""
+
+    text: str
+    finish_reason: str
+    usage: Usage
+
+
 class TokenStream:
-    """Events of one generation: {"type": "token", "text", "index"}..., then one "done" or "error".
+    """Events of one generation: `Token`s, then one `Done` or `RequestFailed` (appliance.protocol).
 
     Iterate it in a thread (`for event in stream`), or `async for event in stream` when created by
     `LlmClient.submit(..., loop=asyncio.get_running_loop())`.
@@ -59,7 +84,7 @@ class TokenStream:
         self._queue: queue.SimpleQueue | asyncio.Queue = asyncio.Queue() if loop else queue.SimpleQueue()
         self.finished = False
 
-    def deliver(self, event: dict[str, Any]) -> None:
+    def deliver(self, event: GenerationEvent) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
         else:
@@ -68,32 +93,33 @@ class TokenStream:
     def cancel(self) -> bool:
         return self._cancel(self.id)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[GenerationEvent]:
         if self._loop is not None:
             raise TypeError("this stream was bound to an event loop; use `async for`")
         while not self.finished:
             event = self._queue.get()
-            self.finished = event["type"] in _TERMINAL
+            self.finished = not isinstance(event, Token)
             yield event
 
-    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+    async def __aiter__(self) -> AsyncIterator[GenerationEvent]:
         if self._loop is None:
             raise TypeError("pass loop= to submit() to iterate asynchronously")
         while not self.finished:
             event = await self._queue.get()
-            self.finished = event["type"] in _TERMINAL
+            self.finished = not isinstance(event, Token)
             yield event
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> Completion:
         """Block until the end; the whole text, finish reason and usage (raises GenerationError)."""
-        pieces, final = [], {}
+        pieces = []
         for event in self:
-            if event["type"] == "token":
-                pieces.append(event["text"])
-            final = event
-        if final.get("type") == "error":
-            raise GenerationError(final.get("code", "error"), final.get("message", ""))
-        return {"text": "".join(pieces), "finish_reason": final.get("finish_reason"), "usage": final.get("usage")}
+            if isinstance(event, Token):
+                pieces.append(event.text)
+            elif isinstance(event, RequestFailed):
+                raise GenerationError(event.code, event.message)
+            else:
+                return Completion("".join(pieces), event.finish_reason, event.usage)
+        raise GenerationError("already_read", "this stream was already read to its end")
 
 
 class LlmClient:
@@ -108,13 +134,13 @@ class LlmClient:
         """Raise Unavailable when a new request would not be served soon."""
         if self._admission_paused():
             raise Unavailable("the LLM is paused by the thermal governor", retry_after_s=30)
-        if self._handle.state != "ready":
+        if self._handle.state != WorkerState.READY:
             raise Unavailable(f"the LLM worker is {self._handle.state}"
                               + (f" ({self._handle.detail})" if self._handle.detail else ""), retry_after_s=5)
         if self.queue_depth() >= self._max_queue:
             raise Unavailable(f"the LLM queue is full ({self._max_queue} requests)", retry_after_s=2)
 
-    def submit(self, params: dict[str, Any], kind: str = "completion", request_id: str | None = None,
+    def submit(self, params: dict[str, Any], kind: GenerationKind = "completion", request_id: str | None = None,
                loop: asyncio.AbstractEventLoop | None = None) -> TokenStream:
         """Queue a generation; `params` are llama-cpp-python create_(chat_)completion arguments."""
         self.admission()
@@ -122,27 +148,27 @@ class LlmClient:
         with self._lock:
             self._streams[stream.id] = stream
         self._handle.note_work_submitted()
-        if not self._handle.send({"op": "generate", "id": stream.id, "kind": kind, "params": params}):
-            self._close(stream.id, {"type": "error", "id": stream.id, "code": "worker_unavailable",
-                                    "message": "the LLM worker went away before the request was sent"})
+        if not self._handle.send(Generate(stream.id, kind, params)):
+            self._close(RequestFailed(stream.id, "worker_unavailable",
+                                      "the LLM worker went away before the request was sent"))
         return stream
 
     def cancel(self, request_id: str) -> bool:
         with self._lock:
             known = request_id in self._streams
-        return known and self._handle.send({"op": "cancel", "id": request_id})
+        return known and self._handle.send(Cancel(request_id))
 
     def queue_depth(self) -> int:
         with self._lock:
             return len(self._streams)
 
-    def dispatch(self, event: dict[str, Any]) -> None:
+    def dispatch(self, event: GenerationEvent) -> None:
         """Route a worker event to its stream (reader thread)."""
-        if event.get("type") in _TERMINAL:
-            self._close(event.get("id"), event)
+        if not isinstance(event, Token):
+            self._close(event)
             return
         with self._lock:
-            stream = self._streams.get(event.get("id"))
+            stream = self._streams.get(event.id)
         if stream is not None:
             stream.deliver(event)
 
@@ -151,11 +177,11 @@ class LlmClient:
         with self._lock:
             ids = list(self._streams)
         for request_id in ids:
-            self._close(request_id, {"type": "error", "id": request_id, "code": "worker_lost", "message": reason})
+            self._close(RequestFailed(request_id, "worker_lost", reason))
 
-    def _close(self, request_id: Any, event: dict[str, Any]) -> None:
+    def _close(self, event: Done | RequestFailed) -> None:
         with self._lock:
-            stream = self._streams.pop(request_id, None)
+            stream = self._streams.pop(event.id, None)
         if stream is not None:
             stream.deliver(event)
 
@@ -163,14 +189,27 @@ class LlmClient:
 class EncoderClient:
     def __init__(self, handle: WorkerHandle):
         self._handle = handle
-        self._futures: dict[str, Future] = {}
+        self._futures: dict[str, Future[np.ndarray]] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count()
 
-    def submit(self, op: str, **payload: Any) -> Future:
-        """op "embed" (texts=[...]) or "rerank" (query=..., documents=[...]); the Future holds the reply."""
-        future: Future = Future()
-        if self._handle.state != "ready":
+    def submit_embed(self, texts: list[str]) -> Future[np.ndarray]:
+        """The Future holds float32 embeddings (n, dim)."""
+        return self._submit(lambda request_id: Embed(request_id, texts))
+
+    def submit_rerank(self, query: str, documents: list[str]) -> Future[np.ndarray]:
+        """The Future holds float32 scores (n,)."""
+        return self._submit(lambda request_id: Rerank(request_id, query, documents))
+
+    def embed(self, texts: list[str], timeout_s: float = 30.0) -> np.ndarray:
+        return self.submit_embed(texts).result(timeout_s)
+
+    def rerank(self, query: str, documents: list[str], timeout_s: float = 30.0) -> np.ndarray:
+        return self.submit_rerank(query, documents).result(timeout_s)
+
+    def _submit(self, make_op: Callable[[str], EncoderOp]) -> Future[np.ndarray]:
+        future: Future[np.ndarray] = Future()
+        if self._handle.state != WorkerState.READY:
             future.set_exception(Unavailable(f"the encoder worker is {self._handle.state}"
                                              + (f" ({self._handle.detail})" if self._handle.detail else ""), 5))
             return future
@@ -178,35 +217,28 @@ class EncoderClient:
         with self._lock:
             self._futures[request_id] = future
         self._handle.note_work_submitted()
-        if not self._handle.send({"op": op, "id": request_id, **payload}):
-            self._resolve(request_id, {"type": "error", "code": "worker_unavailable",
-                                       "message": "the encoder worker went away"})
+        if not self._handle.send(make_op(request_id)):
+            self._resolve(RequestFailed(request_id, "worker_unavailable", "the encoder worker went away"))
         return future
 
-    def embed(self, texts: list[str], timeout_s: float = 30.0) -> np.ndarray:
-        return self.submit("embed", texts=texts).result(timeout_s)["embeddings"]
-
-    def rerank(self, query: str, documents: list[str], timeout_s: float = 30.0) -> np.ndarray:
-        return self.submit("rerank", query=query, documents=documents).result(timeout_s)["scores"]
-
-    def dispatch(self, event: dict[str, Any]) -> None:
-        self._resolve(event.get("id"), event)
+    def dispatch(self, event: EncoderReply) -> None:
+        self._resolve(event)
 
     def fail_all(self, reason: str) -> None:
         with self._lock:
             ids = list(self._futures)
         for request_id in ids:
-            self._resolve(request_id, {"type": "error", "code": "worker_lost", "message": reason})
+            self._resolve(RequestFailed(request_id, "worker_lost", reason))
 
-    def _resolve(self, request_id: Any, event: dict[str, Any]) -> None:
+    def _resolve(self, event: EncoderReply) -> None:
         with self._lock:
-            future = self._futures.pop(request_id, None)
+            future = self._futures.pop(event.id, None)
         if future is None or future.done():
             return
-        if event.get("type") == "error":
-            future.set_exception(GenerationError(event.get("code", "error"), event.get("message", "")))
+        if isinstance(event, RequestFailed):
+            future.set_exception(GenerationError(event.code, event.message))
         else:
-            future.set_result({k: v for k, v in event.items() if k not in ("type", "id")})
+            future.set_result(event.embeddings if isinstance(event, Embedded) else event.scores)
 
 
 class VideoClient:
@@ -230,7 +262,8 @@ class VideoClient:
         self._ring = ring
 
     def stats(self) -> dict[str, Any]:
-        beat = self._handle.heartbeat
+        heartbeat = self._handle.heartbeat
+        beat = heartbeat.fields() if heartbeat is not None else {}
         return {"frames": beat.get("progress", 0), "dropped": beat.get("dropped", 0),
                 "latency": beat.get("latency"), "smoke_level": beat.get("smoke_level"),
                 "sink_dropped": beat.get("sink_dropped", 0)}

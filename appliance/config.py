@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-WORKER_NAMES = ("video", "encoder", "llm")  # also the start order: the surgical video comes first
+from appliance.protocol import WORKER_NAMES, WorkerName
 
 
 class ConfigError(Exception):
@@ -42,8 +41,8 @@ class StallTimeouts(_Section):
 class SupervisorConfig(_Section):
     state_dir: Path = Path("/var/lib/orbox")
     status_file: Path | None = None  # default: state_dir/status.json
-    workers: list[Literal["video", "encoder", "llm"]] = Field(default_factory=lambda: list(WORKER_NAMES))
-    critical_workers: list[Literal["video", "encoder", "llm"]] = Field(default_factory=lambda: ["video", "llm"])
+    workers: list[WorkerName] = Field(default_factory=lambda: list(WORKER_NAMES))
+    critical_workers: list[WorkerName] = Field(default_factory=lambda: ["video", "llm"])
     tick_s: float = Field(0.05, gt=0, le=1)
     heartbeat_s: float = Field(0.25, gt=0, le=5)
     # A number applies to every worker; a table ([supervisor.stall_timeout_s] llm = 90) sets them one by one.
@@ -64,7 +63,7 @@ class SupervisorConfig(_Section):
             return {name: value for name in WORKER_NAMES}
         return value
 
-    def stall_timeout(self, worker: str) -> float:
+    def stall_timeout(self, worker: WorkerName) -> float:
         return getattr(self.stall_timeout_s, worker)
 
 

@@ -1,30 +1,29 @@
 """The `encoder` worker: the bundle's INT8 embedding and reranker models via inference.encoder.
 
-Protocol: {"op": "embed", "id", "texts": [...]} -> {"type": "result", "id", "embeddings": float32 (n, dim)};
-{"op": "rerank", "id", "query", "documents": [...]} -> {"type": "result", "id", "scores": float32 (n,)};
-any failure -> {"type": "error", "id", "code", "message"}. A role whose files fail their sha256 check
-is refused and reported in the ready info; the worker serves the roles that passed.
+Protocol (appliance.protocol): `Embed(id, texts)` -> `Embedded(id, embeddings)` float32 (n, dim);
+`Rerank(id, query, documents)` -> `Reranked(id, scores)` float32 (n,); any failure ->
+`RequestFailed(id, code, message)`. A role whose files fail their sha256 check is refused and
+reported in the ready info; the worker serves the roles that passed.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from appliance.protocol import Embed, Embedded, Op, Ready, RequestFailed, Rerank, Reranked
 from appliance.worker_process import WorkerFailure, WorkerRuntime
 from primitives.artifacts import load_manifest
 
 ROLES = ("embedding", "reranker")
-_ROLE_OF_OP = {"embed": "embedding", "rerank": "reranker"}
 
 
 class EncoderWorker(WorkerRuntime):
     def run(self) -> None:
         try:
-            runtime = importlib.import_module("inference.encoder")
+            from inference import encoder as runtime
         except ImportError as exc:
             raise WorkerFailure(f"the box-side encoder loader is not installed ({exc})") from exc
         manifest = load_manifest(self.spec.bundle_dir)
@@ -43,39 +42,37 @@ class EncoderWorker(WorkerRuntime):
         if not self.encoders:
             raise WorkerFailure("; ".join(f"{role}: {reason}" for role, reason in refused.items()))
         self._batch_size = int(getattr(runtime, "BATCH_SIZE", 16))
-        self.send({"type": "ready", "info": {
+        self.send(Ready({
             "roles": {role: {"model_id": enc.model_id, "sha256": enc.sha256, "dim": enc.dim,
                              "backend": enc.backend_name} for role, enc in self.encoders.items()},
-            "refused": refused}})
+            "refused": refused}))
         self.start_heartbeats()
         while not self.stopping:
             self.drain_ops(timeout_s=0.5)
 
-    def handle_op(self, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if op not in _ROLE_OF_OP:
+    def handle_op(self, message: Op) -> None:
+        if not isinstance(message, Embed | Rerank):
             super().handle_op(message)
             return
-        request_id, role = message.get("id"), _ROLE_OF_OP[op]
+        role = "embedding" if isinstance(message, Embed) else "reranker"
         encoder = self.encoders.get(role)
         if encoder is None:
-            self.send({"type": "error", "id": request_id, "code": "model_not_loaded",
-                       "message": f"no {role} model is loaded on this box"})
+            self.send(RequestFailed(message.id, "model_not_loaded", f"no {role} model is loaded on this box"))
             return
         self.pending = 1
         try:
-            if op == "embed":
-                result = {"embeddings": self._in_batches(encoder.embed, list(message["texts"]))}
+            if isinstance(message, Embed):
+                reply: Embedded | Reranked = Embedded(message.id, self._in_batches(encoder.embed, list(message.texts)))
             else:
-                query = str(message["query"])
-                result = {"scores": self._in_batches(lambda docs: encoder.rerank(query, docs),
-                                                     list(message["documents"]))}
+                query = message.query
+                reply = Reranked(message.id, self._in_batches(lambda docs: encoder.rerank(query, docs),
+                                                              list(message.documents)))
         except Exception as exc:  # noqa: BLE001 - report any inference failure to the caller, keep serving
-            self.send({"type": "error", "id": request_id, "code": "inference_failed", "message": str(exc)})
+            self.send(RequestFailed(message.id, "inference_failed", str(exc)))
             return
         finally:
             self.pending = 0
-        self.send({"type": "result", "id": request_id, **result})
+        self.send(reply)
 
     def _in_batches(self, run: Callable[[list[str]], np.ndarray], items: list[str]) -> np.ndarray:
         """Run the loader's own batches one by one, counting progress after each, so a long request

@@ -1,17 +1,16 @@
 """The `llm` worker: llama-cpp-python on the bundle's sha256-checked GGUF, one token per loop turn.
 
-Protocol (see worker_process for the common part):
+Protocol (appliance.protocol; see worker_process for the common part):
 
-- {"op": "generate", "id", "kind": "completion"|"chat", "params": {...}}: queue a request. `params`
-  are OpenAI-style: prompt (completion) or messages (chat), max_tokens, temperature, top_p, top_k,
-  min_p, seed, stop, repeat/presence/frequency penalties, response_format (chat, json_object).
+- `Generate(id, kind, params)`: queue a request. `params` are OpenAI-style: prompt (completion) or
+  messages (chat), max_tokens, temperature, top_p, top_k, min_p, seed, stop,
+  repeat/presence/frequency penalties, response_format (chat, json_object).
   Temperature 0 and a fixed seed unless asked otherwise: the same question gets the same answer.
-  The worker answers with {"type": "token", "id", "text", "index"} per decoded token and then
-  exactly one of {"type": "done", "id", "finish_reason", "usage": {"prompt_tokens", "completion_tokens"}} or
-  {"type": "error", "id", "code", "message"}.
-- {"op": "cancel", "id"}: drop a queued request or stop the running one after the current token
+  The worker answers with a `Token` per decoded piece of text and then exactly one `Done`
+  (finish reason and usage) or `RequestFailed` (code and message).
+- `Cancel(id)`: drop a queued request or stop the running one after the current token
   (finish_reason "cancelled").
-- {"op": "configure", "threads", "batch"}: the thermal governor sheds load (or restores it).
+- `Configure(threads, batch)`: the thermal governor sheds load (or restores it); answered by `Configured`.
 
 The loop does one bounded step of the running sequence (one prompt chunk or one token), then
 handles every waiting message, so cancellation acts per token and `progress` (prompt chunks +
@@ -26,6 +25,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.model_bundle import checked_llm_gguf
+from appliance.protocol import (
+    Cancel,
+    Configure,
+    Configured,
+    Done,
+    Generate,
+    GenerationKind,
+    Op,
+    Ready,
+    RequestFailed,
+    Token,
+    Usage,
+)
 from appliance.worker_process import WorkerRuntime
 
 DEFAULT_SEED = 1234  # clinical determinism: identical requests give identical answers
@@ -34,7 +46,7 @@ DEFAULT_SEED = 1234  # clinical determinism: identical requests give identical a
 @dataclass
 class Sequence:
     id: str
-    kind: str
+    kind: GenerationKind
     params: dict[str, Any]
     generation: Any = None  # llm_generation.Generation once running
     tokens: int = 0  # text events sent
@@ -75,10 +87,10 @@ class LlmWorker(WorkerRuntime):
         if self.spec.config.llm.warmup:
             self.llm.create_completion("warm up", max_tokens=1, temperature=0.0)
         self.scheduler = Scheduler()
-        self.send({"type": "ready", "info": {
+        self.send(Ready({
             "artifact": artifact.relpath, "sha256": artifact.sha256,
             "quant_type": artifact.entry.get("quant_type"), "n_ctx": self.llm.n_ctx(),
-            "threads": self.threads, "batch": self.batch}})
+            "threads": self.threads, "batch": self.batch}))
         self.start_heartbeats()
         while not self.stopping:
             self.drain_ops(timeout_s=0.0 if self.scheduler.pending else 0.5)
@@ -92,23 +104,21 @@ class LlmWorker(WorkerRuntime):
     def beat_details(self) -> dict[str, Any]:
         return {"threads": self.threads, "batch": self.batch}
 
-    def handle_op(self, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if op == "generate":
+    def handle_op(self, message: Op) -> None:
+        if isinstance(message, Generate):
             self._admit(message)
-        elif op == "cancel":
-            sequence = self.scheduler.cancel(str(message.get("id")))
+        elif isinstance(message, Cancel):
+            sequence = self.scheduler.cancel(message.id)
             if sequence is not None:
                 self._finish(sequence, "cancelled")
-        elif op == "configure":
-            self._configure(int(message["threads"]), int(message["batch"]))
+        elif isinstance(message, Configure):
+            self._configure(message.threads, message.batch)
         else:
             super().handle_op(message)
 
-    def _admit(self, message: dict[str, Any]) -> None:
-        params = dict(message.get("params") or {})
-        params.setdefault("temperature", 0.0)
-        self.scheduler.waiting.append(Sequence(str(message["id"]), str(message.get("kind", "completion")), params))
+    def _admit(self, message: Generate) -> None:
+        params = {"temperature": 0.0, **message.params}
+        self.scheduler.waiting.append(Sequence(message.id, message.kind, params))
 
     def _step(self) -> None:
         """Decode one token of the running sequence (starting the next one if idle)."""
@@ -129,21 +139,21 @@ class LlmWorker(WorkerRuntime):
         text, finish_reason = sequence.generation.step()
         self.progress += 1  # a prompt chunk or a token, even one that completes no UTF-8 character yet
         if text:
-            self.send({"type": "token", "id": sequence.id, "text": text, "index": sequence.tokens})
+            self.send(Token(sequence.id, text, sequence.tokens))
             sequence.tokens += 1
         if finish_reason:
             self._finish(sequence, finish_reason)
 
     def _finish(self, sequence: Sequence, finish_reason: str) -> None:
         generation = sequence.generation
-        usage = {"prompt_tokens": len(generation.prompt_tokens) if generation else 0,
-                 "completion_tokens": generation.decoded if generation else 0}
+        usage = Usage(prompt_tokens=len(generation.prompt_tokens) if generation else 0,
+                      completion_tokens=generation.decoded if generation else 0)
         self._close(sequence)
-        self.send({"type": "done", "id": sequence.id, "finish_reason": finish_reason, "usage": usage})
+        self.send(Done(sequence.id, finish_reason, usage))
 
     def _error(self, sequence: Sequence, code: str, message: str) -> None:
         self._close(sequence)
-        self.send({"type": "error", "id": sequence.id, "code": code, "message": message})
+        self.send(RequestFailed(sequence.id, code, message))
 
     def _close(self, sequence: Sequence) -> None:
         if self.scheduler.running is sequence:
@@ -159,4 +169,4 @@ class LlmWorker(WorkerRuntime):
         self.batch = max(1, min(batch, self.profile.llm.batch))
         llama_cpp.llama_set_n_threads(self.llm.ctx, self.threads, self.threads)
         self.llm.n_batch = self.batch
-        self.send({"type": "configured", "threads": self.threads, "batch": self.batch})
+        self.send(Configured(self.threads, self.batch))

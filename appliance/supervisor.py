@@ -6,11 +6,12 @@ In-process API (used by the HTTP layer, issue 7, which runs in this same process
     sup = Supervisor(profile, bundle_dir, config); sup.start(); sup.wait_ready(timeout)
     sup.llm        LlmClient: submit(params, kind, loop=...) -> TokenStream, cancel(id), queue_depth(),
                    admission() (raises Unavailable -> 503 + Retry-After)
-    sup.encoder    EncoderClient: embed(texts), rerank(query, docs), submit(op, ...) -> Future
+    sup.encoder    EncoderClient: embed(texts), rerank(query, docs), submit_embed(texts) -> Future
     sup.video      VideoClient: latest_jpeg(), stats()
     sup.governor   ThermalGovernor: band, admission_paused, status()
     sup.audit      AuditLog: append(event, **fields) for per-request records
     sup.status()   {"workers": [{"name", "pid", "state", "restarts", ...}], "thermal", "watchdog", ...}
+                   (each worker entry is a protocol.WorkerStatus; status.json holds the same)
     sup.stop()     ordered shutdown (LLM and encoder first, video last), bounded by shutdown_timeout_s
 
 Everything the supervisor does to a worker is recorded in the audit log.
@@ -24,35 +25,38 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from appliance.audit import AuditLog
 from appliance.clients import EncoderClient, LlmClient, VideoClient
-from appliance.config import WORKER_NAMES, ApplianceConfig
+from appliance.config import ApplianceConfig
 from appliance.frame_ring import FrameRing, frame_shape
 from appliance.mcu_client import McuClient, McuError
 from appliance.model_bundle import manifest_sha256
+from appliance.protocol import WORKER_NAMES, Configure, Configured, WorkerName, WorkerState
 from appliance.sdnotify import SystemdNotifier
 from appliance.thermal import ThermalGovernor, ThermalSensors, Transition
 from appliance.video_worker import video_format
 from appliance.watchdogs import WatchdogFeeder
-from appliance.worker_handle import WorkerHandle
+from appliance.worker_handle import WorkerHandle, WorkerReply
 from appliance.worker_process import WorkerSpec
+from appliance.workers import WORKERS, system_cores_off_video
+from hw_profiles import Profile
 from primitives.atomic import atomic_write_text
 
 log = logging.getLogger("orbox.supervisor")
 STATUS_EVERY_S = 0.5
 
 
-def keep_off_video_cores(profile: Any) -> list[int]:
+def keep_off_video_cores(profile: Profile) -> list[int]:
     """Pin the calling (supervisor) process to the system cores that are not video cores.
 
     The HTTP server, token routing and the JPEG preview then never compete with the video worker.
     Workers re-pin themselves to their own cores. Returns the affinity set.
     """
-    cpu = profile.cpu
-    cores = [c for c in cpu.system_cores if c not in cpu.video_cores] or list(cpu.llm_cores)
+    cores = system_cores_off_video(profile.cpu)
     online = set(range(os.cpu_count() or 1))
     affinity = [c for c in cores if c in online] or sorted(online)
     os.sched_setaffinity(0, affinity)
@@ -60,7 +64,7 @@ def keep_off_video_cores(profile: Any) -> list[int]:
 
 
 class Supervisor:
-    def __init__(self, profile: Any, bundle_dir: str | os.PathLike, config: ApplianceConfig,
+    def __init__(self, profile: Profile, bundle_dir: str | os.PathLike, config: ApplianceConfig,
                  environ: dict[str, str] | None = None):
         self.profile = profile
         self.bundle_dir = str(bundle_dir)
@@ -75,8 +79,8 @@ class Supervisor:
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
         self._order = [name for name in WORKER_NAMES if name in config.supervisor.workers]
-        self._to_start: list[str] = []
-        self._starting: str | None = None
+        self._to_start: list[WorkerName] = []
+        self._starting: WorkerName | None = None
         self._llm_reduced = False
         self._stop_reason = "requested"
         self._fan_up = False
@@ -116,22 +120,23 @@ class Supervisor:
             log.error("%s", exc)
             return None, str(exc)
 
-    def _handle(self, name: str) -> WorkerHandle:
+    def _handle(self, name: WorkerName) -> WorkerHandle:
         """The named worker's handle; a worker left out by the config gets an inert one."""
         return self.handles.get(name) or self._make_handle(name)
 
-    def _make_handle(self, name: str) -> WorkerHandle:
-        clients = {"llm": lambda: self.llm, "encoder": lambda: self.encoder}
+    def _make_handle(self, name: WorkerName) -> WorkerHandle:
+        def client() -> LlmClient | EncoderClient | None:  # created after the handles: looked up when called
+            return {"llm": self.llm, "encoder": self.encoder}.get(name)
 
-        def on_message(message: dict[str, Any]) -> None:
-            if message.get("type") == "configured":
-                self._audit("llm.configured", threads=message.get("threads"), batch=message.get("batch"))
-            elif name in clients:
-                clients[name]().dispatch(message)
+        def on_message(message: WorkerReply) -> None:
+            if isinstance(message, Configured):
+                self._audit("llm.configured", threads=message.threads, batch=message.batch)
+            elif (target := client()) is not None:
+                target.dispatch(message)
 
         def on_lost(reason: str) -> None:
-            if name in clients:
-                clients[name]().fail_all(reason)
+            if (target := client()) is not None:
+                target.fail_all(reason)
 
         def on_ready() -> None:
             if name == "llm" and self._llm_reduced:
@@ -140,18 +145,13 @@ class Supervisor:
         return WorkerHandle(name, lambda: self._spec(name), self.config.supervisor, self._audit, on_message,
                             on_ready, on_lost)
 
-    def _cores(self, name: str) -> list[int]:
-        """Video owns its cores; the LLM gets its own; the encoder the system cores not used by video."""
-        cpu = self.profile.cpu
-        if name == "video":
-            return list(cpu.video_cores)
-        if name == "llm":
-            return list(cpu.llm_cores)
-        return [core for core in cpu.system_cores if core not in cpu.video_cores] or list(cpu.llm_cores)
+    def _cores(self, name: WorkerName) -> list[int]:
+        return WORKERS[name].cores(self.profile.cpu)
 
-    def _spec(self, name: str) -> WorkerSpec:
-        return WorkerSpec(name=name, profile=self.profile, bundle_dir=self.bundle_dir, cores=self._cores(name),
-                          config=self.config, options={"ring_path": str(self.ring_path)})
+    def _spec(self, name: WorkerName) -> WorkerSpec:
+        return WorkerSpec(name=name, runtime=WORKERS[name].runtime, profile=self.profile,
+                          bundle_dir=self.bundle_dir, cores=self._cores(name), config=self.config,
+                          options={"ring_path": str(self.ring_path)})
 
     def _audit(self, event: str, **fields: Any) -> None:
         try:
@@ -250,19 +250,20 @@ class Supervisor:
         """Start workers one by one in order, each once the previous one settled (ready or refused)."""
         if not self._to_start:
             return
-        if self._starting is not None and self.handles[self._starting].state == "starting":
+        if self._starting is not None and self.handles[self._starting].state == WorkerState.STARTING:
             return
         name = self._to_start.pop(0)
         self._starting = name
         if name == "llm" and "llm_stop" in self.governor.active:
-            self.handles[name].state, self.handles[name].detail = "stopped", "thermal: LLM stopped before start"
+            self.handles[name].state = WorkerState.STOPPED
+            self.handles[name].detail = "thermal: LLM stopped before start"
             return
         self.handles[name].spawn()
 
     def _settle(self) -> None:
         if self.ready_event.is_set() or self._to_start:
             return
-        if all(handle.state != "starting" for handle in self.handles.values()):
+        if all(handle.state != WorkerState.STARTING for handle in self.handles.values()):
             self.ready_event.set()
             summary = ", ".join(f"{h.name}={h.state}" for h in self.handles.values())
             self._audit("supervisor.ready", workers=summary)
@@ -297,7 +298,7 @@ class Supervisor:
         factor = 2 if self._llm_reduced else 1
         threads = max(1, min(llm.threads, len(self._cores("llm"))) // factor)
         if "llm" in self.handles:
-            self.handles["llm"].send({"op": "configure", "threads": threads, "batch": max(1, llm.batch // factor)})
+            self.handles["llm"].send(Configure(threads, max(1, llm.batch // factor)))
 
     def _set_fan(self, up: bool) -> None:
         self._fan_up = up
@@ -330,7 +331,7 @@ class Supervisor:
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "ready": self.ready_event.is_set(),
             "shutdown": self.shutdown_reason,
-            "workers": [handle.status() for handle in self.handles.values()],
+            "workers": [asdict(handle.status()) for handle in self.handles.values()],
             "thermal": {**self.governor.status(), "fan_up": self._fan_up},
             "watchdog": self.feeder.status(),
             "llm": {"queue_depth": self.llm.queue_depth(), "admission_paused": self.governor.admission_paused,

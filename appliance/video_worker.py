@@ -15,12 +15,15 @@ from typing import Any
 
 import numpy as np
 
+from appliance.config import ApplianceConfig
 from appliance.frame_ring import FrameRing
+from appliance.protocol import Ready
 from appliance.video_io import FileSink, VideoFormat, open_source
 from appliance.worker_process import WorkerFailure, WorkerRuntime
+from hw_profiles import Profile
 
 
-def video_format(profile: Any, config: Any) -> VideoFormat:
+def video_format(profile: Profile, config: ApplianceConfig) -> VideoFormat:
     """The profile's video format with the site config's overrides."""
     video = config.video
     return VideoFormat(width=video.width or profile.video.width, height=video.height or profile.video.height,
@@ -63,11 +66,9 @@ class VideoWorker(WorkerRuntime):
         self.latency = LatencyWindow(cfg.stats_window)
         self.dropped = 0
         scheduling = _realtime(cfg.realtime_priority)
-        self.send({"type": "ready", "info": {"source": self.source.description, "scheduling": scheduling,
-                                             "width": self.fmt.width,
-                                             "height": self.fmt.height, "fps": self.fmt.fps,
-                                             "pixel_format": self.fmt.pixel_format,
-                                             "ring": str(self.ring.path)}})
+        self.send(Ready({"source": self.source.description, "scheduling": scheduling, "width": self.fmt.width,
+                         "height": self.fmt.height, "fps": self.fmt.fps, "pixel_format": self.fmt.pixel_format,
+                         "ring": str(self.ring.path)}))
         self.pending = 1  # frames keep coming: a video worker always has work
         self.start_heartbeats()
         try:

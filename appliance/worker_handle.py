@@ -1,9 +1,9 @@
 """The supervisor's side of one worker: process, pipe, state machine, backoff, stall detection.
 
-States: `starting` (spawned, not ready yet), `ready`, `stalled` (being killed: SIGTERM, then SIGKILL
-after the grace), `restarting` (waiting out the backoff), `stopped` (deliberately: shutdown or the
-thermal governor), `failed` (the worker refused to serve, e.g. a bad sha256 or a missing capture
-device; retried every `backoff_max_s` in case the bundle or device gets fixed).
+States (protocol.WorkerState): `starting` (spawned, not ready yet), `ready`, `stalled` (being killed:
+SIGTERM, then SIGKILL after the grace), `restarting` (waiting out the backoff), `stopped`
+(deliberately: shutdown or the thermal governor), `failed` (the worker refused to serve, e.g. a bad
+sha256 or a missing capture device; retried every `backoff_max_s` in case the bundle or device gets fixed).
 
 A crash or stall schedules a restart after min(backoff_initial * 2^(n-1), backoff_max), where n
 counts consecutive failures and resets after `stable_after_s` of readiness. A stall is either no
@@ -21,18 +21,37 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
 from appliance.config import SupervisorConfig
+from appliance.protocol import (
+    Configured,
+    Embedded,
+    GenerationEvent,
+    Heartbeat,
+    Op,
+    Ready,
+    Reranked,
+    Stop,
+    WorkerFailed,
+    WorkerName,
+    WorkerState,
+    WorkerStatus,
+)
 from appliance.worker_process import FAILED_EXIT, WorkerSpec, worker_main
+
+# What a worker says besides its lifecycle events, handed to the supervisor's callback.
+WorkerReply = Configured | GenerationEvent | Embedded | Reranked
+_RUNNING = (WorkerState.STARTING, WorkerState.READY, WorkerState.STALLED)  # a live process to watch
 
 log = logging.getLogger("orbox.supervisor")
 _CONTEXT = multiprocessing.get_context("spawn")  # never fork a process that runs threads
 
 
 class WorkerHandle:
-    def __init__(self, name: str, make_spec: Callable[[], WorkerSpec], timings: SupervisorConfig,
-                 audit: Callable[..., None], on_message: Callable[[dict[str, Any]], None],
+    def __init__(self, name: WorkerName, make_spec: Callable[[], WorkerSpec], timings: SupervisorConfig,
+                 audit: Callable[..., None], on_message: Callable[[WorkerReply], None],
                  on_ready: Callable[[], None], on_lost: Callable[[str], None]):
         self.name = name
         self._make_spec = make_spec
@@ -42,16 +61,16 @@ class WorkerHandle:
         self._on_ready = on_ready
         self._on_lost = on_lost
         self.lock = threading.RLock()
-        self.state = "stopped"
+        self.state = WorkerState.STOPPED
         self.detail: str | None = None
         self.process: multiprocessing.Process | None = None
-        self.conn = None
+        self.conn: Connection | None = None
         self._send_lock = threading.Lock()
         self.restarts = 0
         self.starts = 0
         self.consecutive_failures = 0
         self.info: dict[str, Any] = {}
-        self.heartbeat: dict[str, Any] = {}
+        self.heartbeat: Heartbeat | None = None
         self.cores: list[int] = []
         self._started_at = self._ready_at = self._last_heartbeat = self._progress_at = 0.0
         self._next_start_at = 0.0
@@ -74,19 +93,19 @@ class WorkerHandle:
                 self.restarts += 1
             self.starts += 1
             now = time.monotonic()
-            self.state, self.detail = "starting", None
+            self.state, self.detail = WorkerState.STARTING, None
             self._started_at = self._last_heartbeat = self._progress_at = now
             self._kill_deadline, self._killed, self._failed_reason = None, False, None
-            self.heartbeat, self.info = {}, {}
+            self.heartbeat, self.info = None, {}
             self._reader = threading.Thread(target=self._read, args=(parent, process), name=f"reader-{self.name}",
                                             daemon=True)
             self._reader.start()
         self._audit("worker.start", worker=self.name, pid=process.pid, cores=spec.cores, restarts=self.restarts)
 
-    def send(self, message: dict[str, Any]) -> bool:
+    def send(self, message: Op) -> bool:
         """Best effort: False when the worker is not running (callers report it)."""
         with self._send_lock:
-            if self.conn is None or self.state not in ("starting", "ready"):
+            if self.conn is None or self.state not in (WorkerState.STARTING, WorkerState.READY):
                 return False
             try:
                 self.conn.send(message)
@@ -100,8 +119,8 @@ class WorkerHandle:
             process = self.process
             was_running = process is not None and process.exitcode is None
             if was_running:
-                self.send({"op": "stop"})
-            self.state, self.detail = "stopped", reason
+                self.send(Stop())
+            self.state, self.detail = WorkerState.STOPPED, reason
         if was_running:
             process.join(grace_s)
             if process.exitcode is None:
@@ -116,9 +135,9 @@ class WorkerHandle:
     def resume(self) -> None:
         """Leave the deliberate `stopped` state (e.g. the thermal governor releases the LLM)."""
         with self.lock:
-            if self.state == "stopped":
+            if self.state == WorkerState.STOPPED:
                 self.consecutive_failures = 0
-                self.state, self._next_start_at = "restarting", time.monotonic()
+                self.state, self._next_start_at = WorkerState.RESTARTING, time.monotonic()
 
     # ------------------------------------------------------------------ supervision
 
@@ -126,21 +145,21 @@ class WorkerHandle:
         """One supervision step; called from the supervisor's loop every tick."""
         with self.lock:
             reader, process = self._reader, self.process
-            exited = self.state in ("starting", "ready", "stalled") and process is not None \
+            exited = self.state in _RUNNING and process is not None \
                 and process.exitcode is not None
         if exited and reader is not None:
             reader.join(1.0)  # let it deliver the worker's last words (e.g. why it failed) first
         with self.lock:
             state, process = self.state, self.process
-            if state in ("starting", "ready", "stalled") and process is not None and process.exitcode is not None:
+            if state in _RUNNING and process is not None and process.exitcode is not None:
                 self._exited(now, process.exitcode)
-            elif state == "starting" and now - self._started_at > self._t.startup_timeout_s:
+            elif state == WorkerState.STARTING and now - self._started_at > self._t.startup_timeout_s:
                 self._stall(now, f"not ready after {self._t.startup_timeout_s:.1f}s")
-            elif state == "ready":
+            elif state == WorkerState.READY:
                 self._check_progress(now)
-            elif state == "stalled":
+            elif state == WorkerState.STALLED:
                 self._escalate_kill(now)
-            elif state in ("restarting", "failed") and now >= self._next_start_at:
+            elif state in (WorkerState.RESTARTING, WorkerState.FAILED) and now >= self._next_start_at:
                 self.spawn()
 
     def _check_progress(self, now: float) -> None:
@@ -148,7 +167,7 @@ class WorkerHandle:
         if silent > self._t.liveness_timeout_s:
             self._stall(now, f"no heartbeat for {silent:.1f}s")
             return
-        pending = self.heartbeat.get("pending", 0)
+        pending = self.pending
         if pending and now - self._progress_at > self._t.stall_timeout(self.name):
             self._stall(now, f"no progress for {now - self._progress_at:.1f}s with {pending} pending")
             return
@@ -156,7 +175,7 @@ class WorkerHandle:
             self.consecutive_failures = 0
 
     def _stall(self, now: float, reason: str) -> None:
-        self.state, self.detail = "stalled", reason
+        self.state, self.detail = WorkerState.STALLED, reason
         self._kill_deadline = now + self._t.stop_grace_s
         log.error("%s worker (pid %s) stalled: %s", self.name, self.process.pid, reason)
         self._audit("worker.stalled", worker=self.name, pid=self.process.pid, reason=reason)
@@ -170,11 +189,11 @@ class WorkerHandle:
 
     def _exited(self, now: float, exitcode: int) -> None:
         pid = self.process.pid
-        stalled = self.state == "stalled"
+        stalled = self.state == WorkerState.STALLED
         self.process.join(0)
         self.conn = None
         if exitcode == FAILED_EXIT and self._failed_reason:
-            self.state, self.detail = "failed", self._failed_reason
+            self.state, self.detail = WorkerState.FAILED, self._failed_reason
             self._next_start_at = now + self._t.backoff_max_s
             log.error("%s worker refused to serve: %s", self.name, self._failed_reason)
             self._audit("worker.failed", worker=self.name, pid=pid, reason=self._failed_reason)
@@ -183,7 +202,7 @@ class WorkerHandle:
         self.consecutive_failures += 1
         delay = min(self._t.backoff_initial_s * 2 ** (self.consecutive_failures - 1), self._t.backoff_max_s)
         cause = self.detail if stalled else f"exited with code {exitcode}"
-        self.state, self.detail = "restarting", f"{cause}; restarting in {delay:.1f}s"
+        self.state, self.detail = WorkerState.RESTARTING, f"{cause}; restarting in {delay:.1f}s"
         self._next_start_at = now + delay
         log.error("%s worker (pid %s) %s", self.name, pid, self.detail)
         self._audit("worker.exit", worker=self.name, pid=pid, exitcode=exitcode, stalled=stalled,
@@ -199,7 +218,7 @@ class WorkerHandle:
 
     # ------------------------------------------------------------------ messages (reader thread)
 
-    def _read(self, conn, process) -> None:
+    def _read(self, conn: Connection, process: multiprocessing.Process) -> None:
         while True:
             try:
                 message = conn.recv()
@@ -207,21 +226,20 @@ class WorkerHandle:
                 return
             if self.process is not process:  # a late message of an old incarnation
                 return
-            kind = message.get("type")
-            if kind == "heartbeat":
+            if isinstance(message, Heartbeat):
                 self._heartbeat(message)
-            elif kind == "ready":
-                self._ready(message.get("info", {}))
-            elif kind == "failed":
-                self._failed_reason = str(message.get("reason"))
+            elif isinstance(message, Ready):
+                self._ready(message.info)
+            elif isinstance(message, WorkerFailed):
+                self._failed_reason = message.reason
             else:
                 self._on_message(message)
 
-    def _heartbeat(self, message: dict[str, Any]) -> None:
+    def _heartbeat(self, message: Heartbeat) -> None:
         with self.lock:
             now = time.monotonic()
             previous = self.heartbeat
-            if message.get("progress") != previous.get("progress") or not previous.get("pending"):
+            if previous is None or message.progress != previous.progress or not previous.pending:
                 self._progress_at = now
             self._last_heartbeat = now
             self.heartbeat = message
@@ -229,15 +247,15 @@ class WorkerHandle:
     def note_work_submitted(self) -> None:
         """The supervisor handed this worker work: the stall clock starts now if it was idle."""
         with self.lock:
-            if not self.heartbeat.get("pending"):
+            if not self.pending:
                 self._progress_at = time.monotonic()
 
     def _ready(self, info: dict[str, Any]) -> None:
         with self.lock:
-            if self.state != "starting":
+            if self.state != WorkerState.STARTING:
                 return
             now = time.monotonic()
-            self.state, self.detail, self.info = "ready", None, info
+            self.state, self.detail, self.info = WorkerState.READY, None, info
             self._ready_at = self._last_heartbeat = self._progress_at = now
         self._audit("worker.ready", worker=self.name, pid=self.process.pid,
                     startup_s=round(now - self._started_at, 3), info=info)
@@ -251,18 +269,22 @@ class WorkerHandle:
         return process.pid if process is not None and process.exitcode is None else None
 
     @property
+    def pending(self) -> int:
+        """The work waiting for the worker, as its last heartbeat said."""
+        return self.heartbeat.pending if self.heartbeat is not None else 0
+
+    @property
     def healthy(self) -> bool:
         """Fit to keep the watchdogs fed: serving, or deliberately/permanently not (a reboot fixes neither)."""
-        return self.state in ("ready", "stopped", "failed")
+        return self.state in (WorkerState.READY, WorkerState.STOPPED, WorkerState.FAILED)
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> WorkerStatus:
         with self.lock:
             now = time.monotonic()
-            beat = {k: v for k, v in self.heartbeat.items() if k != "type"}
-            return {
-                "name": self.name, "pid": self.pid, "state": self.state, "restarts": self.restarts,
-                "detail": self.detail, "cores": self.cores, "info": self.info,
-                "last_progress": beat,
-                "last_heartbeat_age_s": round(now - self._last_heartbeat, 3) if self.heartbeat else None,
-                "last_progress_age_s": round(now - self._progress_at, 3) if self.state == "ready" else None,
-            }
+            beat = self.heartbeat
+            return WorkerStatus(
+                name=self.name, pid=self.pid, state=self.state, restarts=self.restarts, detail=self.detail,
+                cores=self.cores, info=self.info, last_progress=beat.fields() if beat is not None else {},
+                last_heartbeat_age_s=round(now - self._last_heartbeat, 3) if beat is not None else None,
+                last_progress_age_s=round(now - self._progress_at, 3) if self.state == WorkerState.READY else None,
+            )

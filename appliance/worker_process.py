@@ -1,10 +1,9 @@
 """What every worker process shares: its spec, CPU pinning, dying with the supervisor, heartbeats.
 
-A worker is a spawned process that talks to the supervisor over one duplex pipe of small dicts.
-Worker -> supervisor messages always carry "type": `ready` (loaded and warmed up), `failed`
-(a permanent refusal such as a bad sha256 or a missing device; the process then exits with
-FAILED_EXIT), `heartbeat` and worker-specific results. Supervisor -> worker messages carry "op";
-every worker understands {"op": "stop"}.
+A worker is a spawned process that talks to the supervisor over one duplex pipe of the messages
+in appliance.protocol: it sends `Ready` (loaded and warmed up) or `WorkerFailed` (a permanent
+refusal such as a bad sha256 or a missing device; the process then exits with FAILED_EXIT), then
+`Heartbeat`s and its worker-specific events; it receives ops, and every worker understands `Stop`.
 
 Liveness and forward progress are separate signals (llama.cpp #27388: a stuck generation while
 /health says ok). Heartbeats come from a thread, every `heartbeat_s`, so they keep coming while the
@@ -18,7 +17,6 @@ or when `pending > 0` and `progress` has not moved for that worker's `stall_time
 from __future__ import annotations
 
 import ctypes
-import importlib
 import os
 import signal
 import sys
@@ -29,15 +27,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from appliance.config import ApplianceConfig
+from appliance.protocol import Event, Heartbeat, Op, Stop, WorkerFailed, WorkerName
+from hw_profiles import Profile
 from primitives.artifacts import ModelBundleError
 
 FAILED_EXIT = 3
 _PR_SET_PDEATHSIG = 1
-RUNTIMES = {
-    "llm": "appliance.llm_worker:LlmWorker",
-    "encoder": "appliance.encoder_worker:EncoderWorker",
-    "video": "appliance.video_worker:VideoWorker",
-}
 
 
 class WorkerFailure(Exception):
@@ -46,10 +41,11 @@ class WorkerFailure(Exception):
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Everything a worker needs, picklable for the spawn start method."""
+    """Everything a worker needs, picklable for the spawn start method (the runtime class by reference)."""
 
-    name: str
-    profile: Any  # hw_profiles.Profile
+    name: WorkerName
+    runtime: type[WorkerRuntime]
+    profile: Profile
     bundle_dir: str
     cores: list[int]
     config: ApplianceConfig
@@ -72,7 +68,7 @@ class WorkerRuntime:
     def run(self) -> None:
         raise NotImplementedError
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Event) -> None:
         with self._send_lock:
             self.conn.send(message)
 
@@ -87,15 +83,14 @@ class WorkerRuntime:
     def _beat(self) -> None:
         while not self.stopping:
             try:
-                self.send({"type": "heartbeat", "progress": self.progress, "pending": self.pending,
-                           **self.beat_details()})
+                self.send(Heartbeat(self.progress, self.pending, self.beat_details()))
             except (OSError, ValueError):  # the supervisor is gone; the work loop notices on its own
                 return
             time.sleep(self._heartbeat_s)
 
-    def handle_op(self, message: dict[str, Any]) -> None:
-        """Default: understand only stop; workers extend this."""
-        if message.get("op") == "stop":
+    def handle_op(self, message: Op) -> None:
+        """Default: understand only Stop; workers extend this."""
+        if isinstance(message, Stop):
             self.stopping = True
 
     def drain_ops(self, timeout_s: float = 0.0) -> None:
@@ -140,12 +135,10 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
     """Process entry point (multiprocessing target)."""
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which stops us in order
-    module_name, attr = RUNTIMES[spec.name].split(":")
     try:
         pin_to_cores(spec.cores)
-        runtime = getattr(importlib.import_module(module_name), attr)(conn, spec)
-        runtime.run()
+        spec.runtime(conn, spec).run()
     except (WorkerFailure, ModelBundleError) as exc:
-        conn.send({"type": "failed", "reason": str(exc)})
+        conn.send(WorkerFailed(str(exc)))
         conn.close()
         sys.exit(FAILED_EXIT)

@@ -16,7 +16,7 @@ COMMANDS = {
     "api-keys": "appliance.cli:api_keys",
     "audit": "appliance.cli:audit",
     "mcu-sim": "appliance.cli:mcu_sim",
-    "api-bench": "appliance.api.bench:api_bench",
+    "api-bench": "appliance.bench_api:api_bench",
     "image": "image_build.cli:image",
     "demo": "orbox.demo:demo",
 }

@@ -61,4 +61,4 @@ def test_corrupt_encoder_is_refused_while_the_llm_serves(encoder_bundle: Path, t
         assert encoder["state"] == "failed" and "sha256" in encoder["detail"] and str(model) in encoder["detail"]
         with pytest.raises(Unavailable, match="encoder worker is failed"):
             supervisor.encoder.embed(TEXTS)
-        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result()["usage"]["completion_tokens"] == 2
+        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result().usage.completion_tokens == 2

@@ -22,6 +22,7 @@ from appliance_data.fixtures import (  # noqa: F401 - fixtures
 )
 
 from appliance.clients import GenerationError, Unavailable
+from appliance.protocol import Done, RequestFailed, Token
 
 
 def _ready_with_new_pid(supervisor, name: str, old_pid: int):
@@ -42,7 +43,7 @@ def test_kill_9_worker_is_restarted_within_3s(tiny_bundle: Path, tmp_path: Path,
         entry = wait_for(_ready_with_new_pid(supervisor, name, old["pid"]), 3.0, f"{name} to be restarted")
         assert time.monotonic() - killed_at < 3.0 and entry["restarts"] == 1
         if name == "llm":
-            assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 4}).result()["usage"]["completion_tokens"]
+            assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 4}).result().usage.completion_tokens
         else:
             frames = entry["last_progress"].get("progress", 0)
             wait_for(lambda: worker(supervisor.status(), "video")["last_progress"].get("progress", 0) > frames + 5,
@@ -58,17 +59,17 @@ def test_sigstop_with_work_is_detected_as_stalled_and_replaced(tiny_bundle: Path
         old_pid = worker(supervisor.status(), "llm")["pid"]
         stream = supervisor.llm.submit({"prompt": "Tell me a very long story", "max_tokens": 1800})
         events = iter(stream)
-        assert next(events)["type"] == "token"
+        assert isinstance(next(events), Token)
         os.kill(old_pid, signal.SIGSTOP)
         stopped_at = time.monotonic()
         wait_for(lambda: worker(supervisor.status(), "llm")["state"] in ("stalled", "restarting", "starting"),
                  3.0, "the stall to be detected")
         assert time.monotonic() - stopped_at <= 3.0
         last = [event for event in events][-1]
-        assert last["type"] == "error" and last["code"] == "worker_lost" and "no heartbeat" in last["message"]
+        assert isinstance(last, RequestFailed) and last.code == "worker_lost" and "no heartbeat" in last.message
         wait_for(_ready_with_new_pid(supervisor, "llm", old_pid), 10, "a replacement llm worker")
         assert not Path(f"/proc/{old_pid}").exists() or "Z" in Path(f"/proc/{old_pid}/stat").read_text()
-        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 3}).result()["finish_reason"] == "length"
+        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 3}).result().finish_reason == "length"
     stalled = [e for e in audit_events(tmp_path / "state" / "audit.jsonl") if e["event"] == "worker.stalled"]
     assert stalled[0]["fields"]["worker"] == "llm" and stalled[0]["fields"]["pid"] == old_pid
 
@@ -78,21 +79,21 @@ def test_generation_streams_tokens_and_can_be_cancelled(tiny_bundle: Path, tmp_p
     with running_supervisor(tiny_bundle, config) as supervisor:
         first = supervisor.llm.submit({"prompt": "The patient", "max_tokens": 12}).result()
         again = supervisor.llm.submit({"prompt": "The patient", "max_tokens": 12}).result()
-        assert first == again and first["usage"]["completion_tokens"] == 12  # deterministic by default
-        stop = first["text"][2:6]
+        assert first == again and first.usage.completion_tokens == 12  # deterministic by default
+        stop = first.text[2:6]
         stopped = supervisor.llm.submit({"prompt": "The patient", "max_tokens": 12, "stop": [stop]}).result()
-        assert stopped["finish_reason"] == "stop" and stopped["text"] == first["text"][:first["text"].index(stop)]
+        assert stopped.finish_reason == "stop" and stopped.text == first.text[:first.text.index(stop)]
         chat = supervisor.llm.submit({"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 5},
                                      kind="chat").result()
-        assert chat["usage"]["prompt_tokens"] > 5 and chat["usage"]["completion_tokens"] <= 5
+        assert chat.usage.prompt_tokens > 5 and chat.usage.completion_tokens <= 5
         stream = supervisor.llm.submit({"prompt": "Count", "max_tokens": 1500})
         seen = []
         for event in stream:
             seen.append(event)
             if len(seen) == 3:
                 assert stream.cancel()
-        assert seen[-1]["type"] == "done" and seen[-1]["id"] == stream.id
-        assert seen[-1]["finish_reason"] == "cancelled" and seen[-1]["usage"]["completion_tokens"] < 100
+        assert isinstance(seen[-1], Done) and seen[-1].id == stream.id
+        assert seen[-1].finish_reason == "cancelled" and seen[-1].usage.completion_tokens < 100
         with pytest.raises(GenerationError) as error:
             supervisor.llm.submit({"prompt": "word " * 3000, "max_tokens": 4}).result()
         assert error.value.code == "context_length_exceeded"
@@ -113,8 +114,8 @@ def test_worker_output_matches_llama_cpp_python_directly(tiny_bundle: Path, tmp_
         results = [supervisor.llm.submit({"prompt": p, "max_tokens": 10}).result() for p in prompts]
         wait_for(lambda: worker(supervisor.status(), "llm")["last_progress"]["progress"] >= 30 + 2, 2,
                  "progress counting sampled tokens and prompt chunks")
-    assert [r["text"] for r in results] == expected
-    assert results[1]["usage"]["prompt_tokens"] > 256
+    assert [r.text for r in results] == expected
+    assert results[1].usage.prompt_tokens > 256
 
 
 @pytest.mark.parametrize(("damage", "expected"), [
@@ -153,7 +154,7 @@ def test_missing_capture_device_is_reported_and_the_llm_keeps_serving(tiny_bundl
         video = worker(supervisor.status(), "video")
         assert video["state"] == "failed"
         assert video["detail"] == "capture device /dev/video97: not found (is the capture card connected?)"
-        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result()["usage"]["completion_tokens"] == 2
+        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result().usage.completion_tokens == 2
 
 
 def test_missing_video_file_is_reported(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811

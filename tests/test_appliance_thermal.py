@@ -56,7 +56,7 @@ def test_ramp_sheds_llm_load_in_order_with_hysteresis_and_video_last(tiny_bundle
         wait_for(lambda: (fan / "cur_state").read_text().strip() == "0", 2, "the fan back to 0")
         step(86, "hot")
         wait_for(lambda: supervisor.status()["llm"]["reduced"], 2, "reduced LLM threads")
-        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result()["finish_reason"] == "length"
+        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result().finish_reason == "length"
         step(91, "very-hot")
         with pytest.raises(Unavailable, match="paused by the thermal governor") as paused:
             supervisor.llm.submit({"prompt": "Hi"})
@@ -66,7 +66,7 @@ def test_ramp_sheds_llm_load_in_order_with_hysteresis_and_video_last(tiny_bundle
         step(88, "very-hot")  # leaving 'extreme' needs < 90; 88 keeps admission paused
         wait_for(lambda: worker(supervisor.status(), "llm")["state"] == "ready", 20, "the LLM to come back")
         step(60, None)
-        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result()["usage"]["completion_tokens"] == 2
+        assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result().usage.completion_tokens == 2
         status = step(None, "extreme")  # an unreadable sensor counts as hot, never as cold ...
         assert "No such file" in status["thermal"]["unreadable"]["sysfs:thermal_zone0"]
         wait_for(lambda: worker(supervisor.status(), "llm")["state"] == "stopped", 5, "the LLM to be stopped")

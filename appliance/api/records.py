@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.api.metrics import ApiMetrics
+from appliance.audit import AuditLog
 
 log = logging.getLogger("orbox.api")
 
@@ -51,7 +52,7 @@ class RequestRecord:
 class Recorder:
     """Finishes records: metrics at once, the audit line on the audit thread."""
 
-    def __init__(self, audit: Any, metrics: ApiMetrics):
+    def __init__(self, audit: AuditLog, metrics: ApiMetrics):
         self._audit = audit
         self.metrics = metrics
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-audit")

@@ -13,13 +13,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 
 from appliance.api.app import create_app
-from appliance.api.context import ApiSettings
 from appliance.api.keys import KeyStore
+from appliance.api.settings import ApiSettings
+from appliance.api.supervisor_api import SupervisorApi
 
 log = logging.getLogger("orbox.api")
 
@@ -52,7 +52,7 @@ def check_listen(listen: Listen) -> None:
 
 
 class HttpServer:
-    def __init__(self, supervisor: Any, listen: Listen, keys: KeyStore, settings: ApiSettings):
+    def __init__(self, supervisor: SupervisorApi, listen: Listen, keys: KeyStore, settings: ApiSettings):
         check_listen(listen)
         self.listen = listen
         self.app = create_app(supervisor, keys, settings)

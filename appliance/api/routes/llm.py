@@ -1,4 +1,7 @@
-"""POST /v1/chat/completions and /v1/completions on the supervisor's LLM worker.
+"""The LLM resource: POST /v1/chat/completions and /v1/completions on the supervisor's LLM worker, GET /v1/models.
+
+A request becomes `LlmClient.submit` (appliance.clients), which sends a `Generate` to the LLM worker
+and hands back a TokenStream of `Token`, then `Done` or `RequestFailed` (appliance.protocol).
 
 Clinical defaults: temperature 0 and a fixed seed unless the client asks otherwise (the worker
 applies them), so the same request gives the same answer. Every response names the artifact and
@@ -21,22 +24,23 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from appliance.api.admission import QueueFull, QueueTimeout
 from appliance.api.catalog import ModelInfo
-from appliance.api.context import ApiContext, AuthedCaller, Caller, context_of
+from appliance.api.deps import ApiContext, AuthedCaller, Caller, Ctx
 from appliance.api.errors import ApiError, unavailable
 from appliance.api.records import RequestRecord, prompt_digest
 from appliance.api.schemas import ChatCompletionRequest, CompletionRequest
 from appliance.clients import TokenStream, Unavailable
+from appliance.protocol import Done, GenerationEvent, GenerationKind, RequestFailed, Token, Usage
 
-router = APIRouter()
+router = APIRouter(tags=["openai"])
 _STATUS_OF_CODE = {"context_length_exceeded": 400, "invalid_request": 400, "worker_lost": 503,
                    "worker_unavailable": 503, "worker_stopping": 503, "deadline_exceeded": 504}
 _CLIENT_CLOSED = 499  # nginx's convention for "the client went away"; recorded in the audit log only
 
 
-def _worker_error(event: dict[str, Any]) -> ApiError:
-    code = str(event.get("code", "error"))
+def _worker_error(event: RequestFailed) -> ApiError:
+    code = event.code
     status = _STATUS_OF_CODE.get(code, 500)
-    return ApiError(status, str(event.get("message", "generation failed")), code=code,
+    return ApiError(status, event.message, code=code,
                     param="messages" if code == "context_length_exceeded" else None,
                     retry_after_s=5 if status == 503 else None)
 
@@ -55,7 +59,8 @@ def _sampling(body: ChatCompletionRequest | CompletionRequest, max_tokens: int |
 class Generation:
     """One admitted request from submit to its last event, streamed or collected."""
 
-    def __init__(self, ctx: ApiContext, request: Request, record: RequestRecord, model: ModelInfo, kind: str,
+    def __init__(self, ctx: ApiContext, request: Request, record: RequestRecord, model: ModelInfo,
+                 kind: GenerationKind,
                  params: dict[str, Any], deadline: float):
         self.ctx, self.request, self.record, self.model = ctx, request, record, model
         self.kind, self.params, self.deadline = kind, params, deadline
@@ -65,7 +70,7 @@ class Generation:
         self.finish_reason: str | None = None
         self.stream: TokenStream | None = None
         self.text: list[str] = []
-        self.worker_usage: dict[str, int] = {}
+        self.worker_usage: Usage | None = None  # from the worker's Done
         self.expired = False
         self._token_template: tuple[str, str] | None = None
         self.slot: contextlib.AsyncExitStack | None = None
@@ -85,7 +90,7 @@ class Generation:
 
     # ------------------------------------------------------------------ event source
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncIterator[GenerationEvent]:
         """Worker events; past the deadline the generation is cancelled and ends with a deadline error.
 
         One timer per request (not one per token): when it fires the worker is told to cancel, and
@@ -95,18 +100,18 @@ class Generation:
         timer = asyncio.get_running_loop().call_later(max(0.0, self.deadline - time.monotonic()), self._expire)
         try:
             async for event in self.stream:
-                if self.expired and event["type"] != "token":
-                    yield {"type": "error", "code": "deadline_exceeded",
-                           "message": f"the request's deadline ({self.ctx.settings.deadline_s:g}s or "
-                                      "X-Orbox-Deadline) passed during generation"}
+                if self.expired and not isinstance(event, Token):
+                    yield RequestFailed(self.stream.id, "deadline_exceeded",
+                                        f"the request's deadline ({self.ctx.settings.deadline_s:g}s or "
+                                        "X-Orbox-Deadline) passed during generation")
                     return
-                if event["type"] == "token":
+                if isinstance(event, Token):
                     self.record.token()
-                    self.text.append(event["text"])
-                elif event["type"] == "done":
-                    self.finish_reason = event.get("finish_reason") or "stop"
-                    self.worker_usage = event.get("usage") or {}
-                    self.record.set(prompt_tokens=self.worker_usage.get("prompt_tokens"))
+                    self.text.append(event.text)
+                elif isinstance(event, Done):
+                    self.finish_reason = event.finish_reason or "stop"
+                    self.worker_usage = event.usage
+                    self.record.set(prompt_tokens=event.usage.prompt_tokens)
                 yield event
         finally:
             timer.cancel()
@@ -119,10 +124,10 @@ class Generation:
     @property
     def completion_tokens(self) -> int:
         """The worker's token count (text events can merge tokens, e.g. around a held-back stop string)."""
-        return int(self.worker_usage.get("completion_tokens", self.record.tokens))
+        return self.worker_usage.completion_tokens if self.worker_usage is not None else self.record.tokens
 
     def usage(self) -> dict[str, int]:
-        prompt = int(self.worker_usage.get("prompt_tokens") or 0)
+        prompt = self.worker_usage.prompt_tokens if self.worker_usage is not None else 0
         return {"prompt_tokens": prompt, "completion_tokens": self.completion_tokens,
                 "total_tokens": prompt + self.completion_tokens}
 
@@ -176,7 +181,7 @@ async def _watch_disconnect(request: Request, stream: TokenStream) -> None:
 
 
 async def _run(ctx: ApiContext, request: Request, caller: Caller, body: ChatCompletionRequest | CompletionRequest,
-               kind: str, endpoint: str) -> Response:
+               kind: GenerationKind, endpoint: str) -> Response:
     record = RequestRecord(endpoint, caller.name)
     if kind == "chat":
         assert isinstance(body, ChatCompletionRequest)
@@ -210,7 +215,7 @@ async def _run(ctx: ApiContext, request: Request, caller: Caller, body: ChatComp
                 raise unavailable(str(exc), exc.retry_after_s) from exc
             events = generation.events()
             first = await anext(events)
-            if first["type"] == "error":
+            if isinstance(first, RequestFailed):
                 raise _worker_error(first)
             if body.stream:
                 include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -230,18 +235,18 @@ async def _run(ctx: ApiContext, request: Request, caller: Caller, body: ChatComp
         return error.response({"X-Request-Id": record.id})
 
 
-async def _collect(ctx: ApiContext, request: Request, generation: Generation, first: dict[str, Any],
-                   events: AsyncIterator[dict[str, Any]]) -> Response:
+async def _collect(ctx: ApiContext, request: Request, generation: Generation, first: GenerationEvent,
+                   events: AsyncIterator[GenerationEvent]) -> Response:
     record = generation.record
     watcher = asyncio.create_task(_watch_disconnect(request, generation.stream))
     last = first
     try:
-        if first["type"] == "token":
+        if isinstance(first, Token):
             async for event in events:
                 last = event
     finally:
         watcher.cancel()
-    if last["type"] == "error":
+    if isinstance(last, RequestFailed):
         error = _worker_error(last)
         ctx.recorder.finish(record, error.status, error=error.code, completion_tokens=generation.completion_tokens)
         return error.response({"X-Request-Id": record.id})
@@ -273,7 +278,7 @@ class _GenerationStream(StreamingResponse):
             await self._generation.close()
 
 
-async def _sse(generation: Generation, first: dict[str, Any], events: AsyncIterator[dict[str, Any]],
+async def _sse(generation: Generation, first: GenerationEvent, events: AsyncIterator[GenerationEvent],
                include_usage: bool) -> AsyncIterator[bytes]:
     """The SSE body: role chunk, one chunk per token, the finish chunk, optional usage, `[DONE]`."""
     if generation.kind == "chat":
@@ -281,9 +286,9 @@ async def _sse(generation: Generation, first: dict[str, Any], events: AsyncItera
                                           "logprobs": None, "finish_reason": None}], chunk=True))
     event = first
     while True:
-        if event["type"] == "token":
-            yield generation.token_chunk(event["text"])
-        elif event["type"] == "done":
+        if isinstance(event, Token):
+            yield generation.token_chunk(event.text)
+        elif isinstance(event, Done):
             reason = generation.finish_reason
             generation.status = _CLIENT_CLOSED if reason == "cancelled" else 200
             generation.outcome = {"finish_reason": reason}
@@ -297,18 +302,26 @@ async def _sse(generation: Generation, first: dict[str, Any], events: AsyncItera
             generation.status, generation.outcome = error.status, {"error": error.code}
             yield _sse_line(error.body())
             break
-        event = await anext(events, {"type": "error", "code": "worker_lost", "message": "the stream ended early"})
+        event = await anext(events, RequestFailed(generation.record.id, "worker_lost", "the stream ended early"))
     yield _sse_line("[DONE]")
 
 
-@router.post("/v1/chat/completions", tags=["openai"])
-async def chat_completions(body: ChatCompletionRequest, request: Request,
-                           caller: AuthedCaller) -> Response:
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request, ctx: Ctx, caller: AuthedCaller) -> Response:
     """OpenAI chat completion (streaming with `stream: true`, ending with `data: [DONE]`)."""
-    return await _run(context_of(request), request, caller, body, "chat", "/v1/chat/completions")
+    return await _run(ctx, request, caller, body, "chat", "/v1/chat/completions")
 
 
-@router.post("/v1/completions", tags=["openai"])
-async def completions(body: CompletionRequest, request: Request, caller: AuthedCaller) -> Response:
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request, ctx: Ctx, caller: AuthedCaller) -> Response:
     """OpenAI (legacy) text completion, one prompt per request."""
-    return await _run(context_of(request), request, caller, body, "completion", "/v1/completions")
+    return await _run(ctx, request, caller, body, "completion", "/v1/completions")
+
+
+@router.get("/v1/models")
+async def list_models(ctx: Ctx, caller: AuthedCaller) -> dict[str, Any]:
+    """Each model with its artifact sha256, profile and quant type."""
+    record = RequestRecord("/v1/models", caller.name)
+    data = [m.openai() for m in ctx.models()]
+    ctx.recorder.finish(record, 200, models=len(data))
+    return {"object": "list", "data": data}

@@ -1,7 +1,8 @@
-"""GET /status: the page OR staff glance at, its public summary JSON and the live MJPEG preview.
+"""The box's state: the status page OR staff glance at (public), /api/status and /metrics (with a key).
 
-Everything is served from this package (no CDN, no web fonts): the box is offline by design.
-The summary holds no patient data and no secrets, so the page works without an API key.
+GET /status, its public summary JSON and the live MJPEG preview are served from this package
+(no CDN, no web fonts): the box is offline by design. The summary holds no patient data and no
+secrets, so the page works without an API key.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from appliance.api.context import context_of
+from appliance.api.deps import ApiContext, AuthedCaller, Ctx
+from appliance.api.readiness import readiness
+from appliance.api.records import RequestRecord
 
 router = APIRouter()
 _STATIC = {"status.js": "text/javascript; charset=utf-8", "status.css": "text/css; charset=utf-8"}
@@ -38,10 +41,8 @@ async def status_static(name: str) -> Response:
     return Response(_asset(name), media_type=_STATIC[name], headers={"Cache-Control": "no-cache"})
 
 
-def summary(ctx: Any) -> dict[str, Any]:
+def summary(ctx: ApiContext) -> dict[str, Any]:
     """What the page shows; public, so only state, never requests or keys."""
-    from appliance.api.app import readiness
-
     status = ctx.supervisor.status()
     ok, problems = readiness(status)
     thermal, video = status["thermal"], status["video"]
@@ -59,12 +60,12 @@ def summary(ctx: Any) -> dict[str, Any]:
 
 
 @router.get("/status/summary", tags=["status"])
-async def status_summary(request: Request) -> dict[str, Any]:
+async def status_summary(ctx: Ctx) -> dict[str, Any]:
     """Public: the data behind the status page."""
-    return summary(context_of(request))
+    return summary(ctx)
 
 
-async def _mjpeg(request: Request, ctx: Any) -> AsyncIterator[bytes]:
+async def _mjpeg(request: Request, ctx: ApiContext) -> AsyncIterator[bytes]:
     interval = 1.0 / ctx.settings.preview_fps
     last: bytes | None = None
     while not await request.is_disconnected():
@@ -77,10 +78,24 @@ async def _mjpeg(request: Request, ctx: Any) -> AsyncIterator[bytes]:
 
 
 @router.get("/status/preview.mjpeg", include_in_schema=False)  # endless by design
-async def status_preview(request: Request) -> Response:
+async def status_preview(request: Request, ctx: Ctx) -> Response:
     """Public: the dehazed video as MJPEG (a few frames per second, encoded off the video cores)."""
-    ctx = context_of(request)
     if ctx.supervisor.video.latest_jpeg() is None:
         return Response("no video frame yet", status_code=503, headers={"Retry-After": "1"})
     return StreamingResponse(_mjpeg(request, ctx), media_type=f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
                              headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/metrics", tags=["ops"])
+async def prometheus(ctx: Ctx, caller: AuthedCaller) -> Response:
+    """Prometheus text format."""
+    return Response(ctx.recorder.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/api/status", tags=["ops"])
+async def api_status(ctx: Ctx, caller: AuthedCaller) -> dict[str, Any]:
+    """The supervisor's full status as JSON."""
+    status = ctx.supervisor.status()
+    ctx.recorder.finish(RequestRecord("/api/status", caller.name), 200)
+    api = {"admission_waiting": ctx.admission.waiting, "admission_running": ctx.admission.running}
+    return {**status, "api": api}

@@ -1,4 +1,4 @@
-"""`python -m appliance.api.bench --bundle DIR`: streaming through the box's HTTP API vs llama-cpp-python direct.
+"""`python -m appliance.bench_api --bundle DIR`: streaming through the box's HTTP API vs llama-cpp-python direct.
 
 Same GGUF (the bundle's, sha256-checked), same settings as the LLM worker (profile context, batch,
 threads, cores, seed, temperature 0), same prompt. Prints, side by side:

@@ -1,4 +1,7 @@
-"""What every route needs: the supervisor, settings, keys, admission queue and recorder; and the auth check."""
+"""The routes' FastAPI dependencies: the request context (`Ctx`) and the authenticated caller (`AuthedCaller`).
+
+The context holds what every route needs: the supervisor, settings, keys, admission queue and recorder.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +16,11 @@ from appliance.api.catalog import ModelInfo, find, models
 from appliance.api.errors import ApiError, unauthorized, unavailable
 from appliance.api.keys import KeyStore
 from appliance.api.records import Recorder, RequestRecord
+from appliance.api.settings import ApiSettings
+from appliance.api.supervisor_api import SupervisorApi
 from primitives.artifacts import ModelBundleError, load_manifest
 
 DEADLINE_HEADER = "X-Orbox-Deadline"
-
-
-@dataclass(frozen=True)
-class ApiSettings:
-    deadline_s: float = 120.0  # per-request deadline unless the client asks for less
-    admission_slots: int = 1  # requests generating at once (the LLM worker's parallel sequences)
-    max_waiting: int = 32  # admission queue length before 503
-    preview_fps: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -33,7 +30,7 @@ class Caller:
 
 
 class ApiContext:
-    def __init__(self, supervisor: Any, keys: KeyStore, settings: ApiSettings, recorder: Recorder,
+    def __init__(self, supervisor: SupervisorApi, keys: KeyStore, settings: ApiSettings, recorder: Recorder,
                  admission: AdmissionQueue):
         self.supervisor = supervisor
         self.keys = keys
@@ -91,13 +88,16 @@ class ApiContext:
         return value
 
 
-def context_of(request: Request) -> ApiContext:
+def context(request: Request) -> ApiContext:
+    """The one ApiContext of the application (built by create_app)."""
     return request.app.state.ctx
 
 
-async def authenticated(request: Request) -> Caller:
+Ctx = Annotated[ApiContext, Depends(context)]
+
+
+async def authenticated(request: Request, ctx: Ctx) -> Caller:
     """Bearer key check; a failure is a 401 in the OpenAI shape, and is audited like any request."""
-    ctx = context_of(request)
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     record = ctx.keys.authenticate(key.strip()) if scheme.lower() == "bearer" and key.strip() else None

@@ -1,0 +1,13 @@
+"""One router per resource; `appliance.api.app.create_app` mounts every router in ROUTERS.
+
+A new resource (the knowledge base next: routes/knowledge.py) gets its own module here, its
+request and response models in appliance.api.schemas, and one line in ROUTERS.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from appliance.api.routes import embeddings, health, llm, status
+
+ROUTERS: tuple[APIRouter, ...] = (llm.router, status.router, health.router, embeddings.router)
