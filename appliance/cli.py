@@ -16,7 +16,7 @@ EXIT_THERMAL_SHUTDOWN = 75  # systemd units list it in RestartPreventExitStatus:
 @click.command("serve")
 @click.option("--profile", "profile_name", required=True, help="Hardware profile name or TOML path.")
 @click.option("--bundle", "bundle_dir", required=True, type=click.Path(file_okay=False),
-              help="Artifact bundle directory (manifest.json + models).")
+              help="Model bundle directory (manifest.json + models).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Site config (TOML).")
 @click.option("--video-source", help="synthetic, a video file, or /dev/videoN (overrides the config).")
 @click.option("--host", help="Address of the local API (overrides http.host; default 127.0.0.1).")

@@ -1,4 +1,4 @@
-"""The box's read-only view of an artifact bundle: find an artifact, check its sha256, or refuse it.
+"""The box's read-only view of a model bundle: find an artifact, check its sha256, or refuse it.
 
 The box never imports the vendor toolchain (quantize), so it reads manifest.json itself and
 checks each file with `primitives.artifacts.verify_artifact` right before a worker loads it: ext4 does

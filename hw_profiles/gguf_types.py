@@ -1,6 +1,6 @@
 """Size facts about llama.cpp storage types, shared by profile validation and the memory planner.
 
-Bits per weight are whole-file averages published for Llama-3-8B (DESIGN.md section 3): they
+Bits per weight are whole-file averages published for Llama-3-8B (docs/quantization.md#published-quality): they
 already include the mixed-precision tensors a K-quant keeps (Q6_K output, F32 norms).
 """
 

@@ -1,8 +1,9 @@
 """FP32 vs INT8 side by side on one encoder: latency at one thread, cosine and retrieval agreement.
 
 Rows: the plain optimum export (the FP32 ONNX baseline), the fused FP32 graph, the naive
-`quantize_dynamic(per_channel=True)` of the plain export (DESIGN.md's 2.70x reference), and what
-`orbox quantize encoder` would publish for the profile. Nothing is written outside a temp dir.
+`quantize_dynamic(per_channel=True)` of the plain export (the 2.70x reference in
+docs/quantization.md#minilm-figure), and what `orbox quantize encoder` would publish for the profile.
+Nothing is written outside a temp dir.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """INT8 recipes for encoder ONNX graphs: which scheme a profile's ISA calls for, and applying it.
 
-DESIGN.md section 4: VNNI x86 and ARM run U8S8 per-channel; AVX2/AVX-512 without VNNI need U8U8
+docs/quantization.md#int8-by-isa: VNNI x86 and ARM run U8S8 per-channel; AVX2/AVX-512 without VNNI need U8U8
 or reduce_range (VPMADDUBSW saturates on full-range S8 weights); static quantization is QDQ
 S8S8. When a recipe misses a gate, the fallback order is reduce_range -> U8U8 -> keep the outlier
 activation channels in FP32 (quantize.encoder.outliers) -> exclude the most sensitive nodes -> FP32.

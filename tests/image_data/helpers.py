@@ -1,4 +1,4 @@
-"""Shared builders for the image tests: artifact bundles, tiny update bundles, directory snapshots."""
+"""Shared builders for the image tests: model bundles, tiny update bundles, directory snapshots."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ MODEL_MARKER = b"ORBOX-TEST-MODEL-MARKER-7f3a"
 
 
 def make_artifact_bundle(bundle_dir: Path, key_path: Path, profile: str = "dev") -> Path:
-    """A small signed artifact bundle in the producers' layout: llm/ and encoder/ sections."""
+    """A small signed model bundle in the producers' layout: llm/ and encoder/ sections."""
     rng = random.Random(8)
     (bundle_dir / "llm").mkdir(parents=True)
     (bundle_dir / "encoder").mkdir()

@@ -1,4 +1,4 @@
-"""Gate verdicts and their thresholds (defaults from DESIGN.md section 3, overridable from a TOML file)."""
+"""Gate verdicts and their thresholds (defaults from docs/quantization.md#llm-gates, overridable from a TOML file)."""
 
 from __future__ import annotations
 
