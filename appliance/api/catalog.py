@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from appliance.api.schemas import ModelCard
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -33,11 +35,11 @@ class ModelInfo:
         return {"X-Orbox-Artifact-Sha256": self.sha256, "X-Orbox-Profile": self.profile,
                 "X-Orbox-Model": self.id}
 
-    def openai(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "model", "created": 0, "owned_by": "orbox", "role": self.role,
-                "artifact": self.artifact, "sha256": self.sha256, "quant_type": self.quant_type,
-                "profile": self.profile, "ready": self.worker_state == "ready", "n_ctx": self.n_ctx,
-                "dim": self.dim}
+    def card(self) -> ModelCard:
+        """The OpenAI `model` object, with the artifact and profile added."""
+        return ModelCard(id=self.id, role=self.role, artifact=self.artifact, sha256=self.sha256,
+                         quant_type=self.quant_type, profile=self.profile, ready=self.worker_state == "ready",
+                         n_ctx=self.n_ctx, dim=self.dim)
 
 
 def _worker(status: dict[str, Any], name: str) -> dict[str, Any] | None:

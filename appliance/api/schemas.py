@@ -84,3 +84,98 @@ class EmbeddingRequest(_Strict):
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+# --------------------------------------------------------------------------- responses
+# Built by the routes and declared in the OpenAPI document, so a client generator and schemathesis see
+# the shapes the box really answers with.
+
+
+class EmbeddingUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class TokenUsage(EmbeddingUsage):
+    completion_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    logprobs: None = None
+    finish_reason: str
+
+
+class _Answer(BaseModel):
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str = Field(description="orbox:<profile>:<artifact sha256>")
+    usage: TokenUsage
+
+
+class ChatCompletion(_Answer):
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[ChatChoice]
+
+
+class CompletionChoice(BaseModel):
+    index: int = 0
+    text: str
+    logprobs: None = None
+    finish_reason: str
+
+
+class TextCompletion(_Answer):
+    object: Literal["text_completion"] = "text_completion"
+    choices: list[CompletionChoice]
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="floats, or little-endian float32 in base64")
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+class ModelCard(BaseModel):
+    """One served model, with what a clinician's audit needs: the artifact, its sha256 and the profile."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: Literal["orbox"] = "orbox"
+    role: str
+    artifact: str
+    sha256: str
+    quant_type: str | None
+    profile: str
+    ready: bool
+    n_ctx: int | None
+    dim: int | None
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class HealthStatus(BaseModel):
+    status: Literal["live", "ready"]
+
+
+def json_or_stream(model: type[BaseModel]) -> dict[int | str, dict]:
+    """OpenAPI entry of an endpoint that answers JSON, or an SSE stream when the request says `stream: true`."""
+    return {200: {"model": model, "content": {"text/event-stream": {"schema": {"type": "string"}}}}}

@@ -12,13 +12,13 @@ from fastapi.responses import JSONResponse, Response
 from appliance.api.deps import AuthedCaller, Ctx
 from appliance.api.errors import ApiError, unavailable
 from appliance.api.records import RequestRecord, prompt_digest
-from appliance.api.schemas import MAX_EMBED_INPUTS, EmbeddingRequest
+from appliance.api.schemas import MAX_EMBED_INPUTS, Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 from appliance.clients import GenerationError, Unavailable
 
 router = APIRouter(tags=["openai"])
 
 
-@router.post("/v1/embeddings")
+@router.post("/v1/embeddings", responses={200: {"model": EmbeddingList}})
 async def embeddings(body: EmbeddingRequest, request: Request, ctx: Ctx, caller: AuthedCaller) -> Response:
     """Sentence embeddings from the encoder worker (INT8 MiniLM on the box)."""
     record = RequestRecord("/v1/embeddings", caller.name)
@@ -46,11 +46,9 @@ async def embeddings(body: EmbeddingRequest, request: Request, ctx: Ctx, caller:
         ctx.recorder.finish(record, error.status, error=error.code)
         return error.response()
     vectors = np.asarray(embedded, dtype=np.float32)
-    data = [{"object": "embedding", "index": i,
-             "embedding": (base64.b64encode(vector.astype("<f4").tobytes()).decode()
-                           if body.encoding_format == "base64" else vector.tolist())}
+    data = [Embedding(index=i, embedding=(base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                                          if body.encoding_format == "base64" else vector.tolist()))
             for i, vector in enumerate(vectors)]
     ctx.recorder.finish(record, 200, dim=int(vectors.shape[1]) if vectors.ndim == 2 else None)
-    return JSONResponse({"object": "list", "data": data, "model": model.id,
-                         "usage": {"prompt_tokens": 0, "total_tokens": 0}},
-                        headers={**model.headers(), "X-Request-Id": record.id})
+    listing = EmbeddingList(data=data, model=model.id, usage=EmbeddingUsage(prompt_tokens=0, total_tokens=0))
+    return JSONResponse(listing.model_dump(), headers={**model.headers(), "X-Request-Id": record.id})

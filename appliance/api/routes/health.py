@@ -8,20 +8,21 @@ from fastapi.responses import JSONResponse, Response
 from appliance.api.deps import AuthedCaller, Ctx
 from appliance.api.errors import unavailable
 from appliance.api.readiness import readiness
+from appliance.api.schemas import HealthStatus
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health/live")
-async def live() -> dict[str, str]:
+async def live() -> HealthStatus:
     """Public: the HTTP process answers."""
-    return {"status": "live"}
+    return HealthStatus(status="live")
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses={200: {"model": HealthStatus}})
 async def ready(ctx: Ctx, caller: AuthedCaller) -> Response:
     """Models loaded and warmed up; 503 + Retry-After otherwise."""
     ok, problems = readiness(ctx.supervisor.status())
     if not ok:
         return unavailable("not ready: " + "; ".join(problems), 5, code="not_ready").response()
-    return JSONResponse({"status": "ready"})
+    return JSONResponse(HealthStatus(status="ready").model_dump())

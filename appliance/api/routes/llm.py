@@ -27,7 +27,18 @@ from appliance.api.catalog import ModelInfo
 from appliance.api.deps import ApiContext, AuthedCaller, Caller, Ctx
 from appliance.api.errors import ApiError, unavailable
 from appliance.api.records import RequestRecord, prompt_digest
-from appliance.api.schemas import ChatCompletionRequest, CompletionRequest
+from appliance.api.schemas import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionRequest,
+    CompletionChoice,
+    CompletionRequest,
+    ModelList,
+    TextCompletion,
+    TokenUsage,
+    json_or_stream,
+)
 from appliance.clients import TokenStream, Unavailable
 from appliance.protocol import Done, GenerationEvent, GenerationKind, RequestFailed, Token, Usage
 
@@ -126,34 +137,43 @@ class Generation:
         """The worker's token count (text events can merge tokens, e.g. around a held-back stop string)."""
         return self.worker_usage.completion_tokens if self.worker_usage is not None else self.record.tokens
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> TokenUsage:
         prompt = self.worker_usage.prompt_tokens if self.worker_usage is not None else 0
-        return {"prompt_tokens": prompt, "completion_tokens": self.completion_tokens,
-                "total_tokens": prompt + self.completion_tokens}
+        return TokenUsage(prompt_tokens=prompt, completion_tokens=self.completion_tokens,
+                          total_tokens=prompt + self.completion_tokens)
 
     # ------------------------------------------------------------------ shapes
 
-    def _choice(self, text: str | None, finish_reason: str | None, final: bool) -> dict[str, Any]:
+    def answer(self, text: str, finish_reason: str) -> ChatCompletion | TextCompletion:
+        """The whole (non-streamed) response."""
+        common = {"id": self.response_id, "created": self.created, "model": self.model.id,
+                  "system_fingerprint": self.model.fingerprint, "usage": self.usage()}
         if self.kind == "chat":
-            key = "message" if final else "delta"
-            content = {"role": "assistant", "content": text} if final else ({"content": text} if text else {})
-            return {"index": 0, key: content, "logprobs": None, "finish_reason": finish_reason}
+            return ChatCompletion(choices=[ChatChoice(message=AssistantMessage(content=text),
+                                                      finish_reason=finish_reason)], **common)
+        return TextCompletion(choices=[CompletionChoice(text=text, finish_reason=finish_reason)], **common)
+
+    def _delta(self, text: str | None, finish_reason: str | None) -> dict[str, Any]:
+        """One streamed choice: a chat delta or a completion's text piece."""
+        if self.kind == "chat":
+            return {"index": 0, "delta": {"content": text} if text else {}, "logprobs": None,
+                    "finish_reason": finish_reason}
         return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
 
-    def body(self, choices: list[dict[str, Any]], chunk: bool, usage: dict[str, int] | None = None) -> dict[str, Any]:
-        kind = "chat.completion" if self.kind == "chat" else "text_completion"
-        body = {"id": self.response_id, "object": kind + (".chunk" if chunk and self.kind == "chat" else ""),
+    def chunk(self, choices: list[dict[str, Any]], usage: TokenUsage | None = None) -> dict[str, Any]:
+        """One SSE chunk (OpenAI's streaming shape, which the SDKs parse leniently)."""
+        body = {"id": self.response_id, "object": "chat.completion.chunk" if self.kind == "chat" else "text_completion",
                 "created": self.created, "model": self.model.id, "system_fingerprint": self.model.fingerprint,
                 "choices": choices}
         if usage is not None:
-            body["usage"] = usage
+            body["usage"] = usage.model_dump()
         return body
 
     def token_chunk(self, text: str) -> bytes:
         """One SSE token chunk; the JSON around the text is rendered once per request, not per token."""
         if self._token_template is None:
             sentinel = "\u0000orbox-text\u0000"
-            rendered = json.dumps(self.body([self._choice(sentinel, None, False)], chunk=True), ensure_ascii=False,
+            rendered = json.dumps(self.chunk([self._delta(sentinel, None)]), ensure_ascii=False,
                                   separators=(",", ":"))
             head, tail = rendered.split(json.dumps(sentinel, ensure_ascii=False))
             self._token_template = ("data: " + head, tail + "\n\n")
@@ -254,9 +274,8 @@ async def _collect(ctx: ApiContext, request: Request, generation: Generation, fi
     status = _CLIENT_CLOSED if reason == "cancelled" else 200
     ctx.recorder.finish(record, status, completion_tokens=generation.completion_tokens, finish_reason=reason)
     text = "".join(generation.text)
-    body = generation.body([generation._choice(text, generation._finish(reason), final=True)], chunk=False,
-                           usage=generation.usage())
-    return JSONResponse(body, headers={**generation.model.headers(), "X-Request-Id": record.id})
+    answer = generation.answer(text, generation._finish(reason))
+    return JSONResponse(answer.model_dump(), headers={**generation.model.headers(), "X-Request-Id": record.id})
 
 
 def _sse_line(payload: dict[str, Any] | str) -> bytes:
@@ -282,8 +301,8 @@ async def _sse(generation: Generation, first: GenerationEvent, events: AsyncIter
                include_usage: bool) -> AsyncIterator[bytes]:
     """The SSE body: role chunk, one chunk per token, the finish chunk, optional usage, `[DONE]`."""
     if generation.kind == "chat":
-        yield _sse_line(generation.body([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                          "logprobs": None, "finish_reason": None}], chunk=True))
+        yield _sse_line(generation.chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                           "logprobs": None, "finish_reason": None}]))
     event = first
     while True:
         if isinstance(event, Token):
@@ -292,10 +311,9 @@ async def _sse(generation: Generation, first: GenerationEvent, events: AsyncIter
             reason = generation.finish_reason
             generation.status = _CLIENT_CLOSED if reason == "cancelled" else 200
             generation.outcome = {"finish_reason": reason}
-            yield _sse_line(generation.body([generation._choice(None, generation._finish(reason), False)],
-                                            chunk=True))
+            yield _sse_line(generation.chunk([generation._delta(None, generation._finish(reason))]))
             if include_usage:
-                yield _sse_line(generation.body([], chunk=True, usage=generation.usage()))
+                yield _sse_line(generation.chunk([], usage=generation.usage()))
             break
         else:
             error = _worker_error(event)
@@ -306,22 +324,22 @@ async def _sse(generation: Generation, first: GenerationEvent, events: AsyncIter
     yield _sse_line("[DONE]")
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", responses=json_or_stream(ChatCompletion))
 async def chat_completions(body: ChatCompletionRequest, request: Request, ctx: Ctx, caller: AuthedCaller) -> Response:
     """OpenAI chat completion (streaming with `stream: true`, ending with `data: [DONE]`)."""
     return await _run(ctx, request, caller, body, "chat", "/v1/chat/completions")
 
 
-@router.post("/v1/completions")
+@router.post("/v1/completions", responses=json_or_stream(TextCompletion))
 async def completions(body: CompletionRequest, request: Request, ctx: Ctx, caller: AuthedCaller) -> Response:
     """OpenAI (legacy) text completion, one prompt per request."""
     return await _run(ctx, request, caller, body, "completion", "/v1/completions")
 
 
 @router.get("/v1/models")
-async def list_models(ctx: Ctx, caller: AuthedCaller) -> dict[str, Any]:
+async def list_models(ctx: Ctx, caller: AuthedCaller) -> ModelList:
     """Each model with its artifact sha256, profile and quant type."""
     record = RequestRecord("/v1/models", caller.name)
-    data = [m.openai() for m in ctx.models()]
-    ctx.recorder.finish(record, 200, models=len(data))
-    return {"object": "list", "data": data}
+    listing = ModelList(data=[m.card() for m in ctx.models()])
+    ctx.recorder.finish(record, 200, models=len(listing.data))
+    return listing
