@@ -225,7 +225,7 @@ def test_cli_bad_inputs_are_one_line_errors_that_write_nothing(tmp_path, key, bu
     box = tmp_path / "box"
     before = snapshot(box)
     result = runner.invoke(image, ["install", str(tmp_path / "absent.obx"), "--target", str(box)])
-    assert result.exit_code == 2 and "'BUNDLE': File" in result.output and "does not exist" in result.output
+    assert result.exit_code == 2 and "'UPDATE_BUNDLE': File" in result.output and "does not exist" in result.output
     assert snapshot(box) == before
 
 
