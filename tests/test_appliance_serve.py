@@ -11,12 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from appliance_data.fixtures import (  # noqa: F401 - fixtures
+from appliance_data.fixtures import (
     audit_events,
     orbox,
     pid_alive,
     site_config,
-    tiny_bundle,
     wait_for,
 )
 
@@ -30,7 +29,7 @@ def _read_status(path: Path) -> dict | None:
         return None
 
 
-def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, tmp_path: Path) -> None:
     notify_path = str(tmp_path / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
@@ -92,7 +91,7 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, 
     assert events.count("worker.stop") == 2 and "watchdog.feeding" in events
 
 
-def test_orphans_die_with_a_killed_supervisor(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_orphans_die_with_a_killed_supervisor(tiny_bundle: Path, tmp_path: Path) -> None:
     config = site_config(tmp_path, supervisor={"workers": ["video", "llm"]})
     serve = subprocess.Popen([sys.executable, "-m", "orbox", "serve", "--profile", "dev", "--bundle",
                               str(tiny_bundle), "--config", str(config), "--video-source", "/dev/video98"],
