@@ -1,4 +1,4 @@
-"""What every test shares: artifacts built once per run, and the fixtures.
+"""What every test shares: artifacts built once per run, the `orbox` CLI in a child process, and the fixtures.
 
 The expensive fixtures (tiny models, bundles) live in the `*_data/fixtures.py` modules, registered
 here as plugins so that test modules use them by name without importing them.
@@ -9,14 +9,23 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest_plugins = ["appliance_data.fixtures", "api_data.fixtures", "encoder_data.fixtures"]
 
 BuildOnce = Callable[[str, Callable[[Path], object]], Path]
+
+
+def orbox_cli(*args: str, timeout: float = 300, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """`python -m orbox ARGS` in a child process: the entry point the box's shell uses, exit code and all."""
+    return subprocess.run([sys.executable, "-m", "orbox", *args], capture_output=True, text=True, timeout=timeout,
+                          **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 import httpx
-from api_data.fixtures import Server, orbox_cli
+from api_data.fixtures import Server
+from conftest import orbox_cli
 
 
 def test_add_prints_only_the_key_once_and_stores_only_its_hash(tmp_path: Path) -> None:

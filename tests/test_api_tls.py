@@ -9,8 +9,9 @@ import ssl
 from pathlib import Path
 
 import httpx
-from api_data.fixtures import orbox_cli, serve
+from api_data.fixtures import serve
 from appliance_data.fixtures import site_config
+from conftest import orbox_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec

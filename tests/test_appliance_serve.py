@@ -13,11 +13,11 @@ from pathlib import Path
 
 from appliance_data.fixtures import (
     audit_events,
-    orbox,
     pid_alive,
     site_config,
     wait_for,
 )
+from conftest import orbox_cli
 
 from appliance.audit import verify_log
 
@@ -113,14 +113,14 @@ def test_orphans_die_with_a_killed_supervisor(tiny_bundle: Path, tmp_path: Path)
 def test_serve_rejects_a_malformed_config_naming_file_and_key(tmp_path: Path) -> None:
     config = tmp_path / "site.toml"
     config.write_text("[watchdog]\nfeed_interval_s = -1\n")
-    result = orbox("serve", "--profile", "dev", "--bundle", str(tmp_path), "--config", str(config))
+    result = orbox_cli("serve", "--profile", "dev", "--bundle", str(tmp_path), "--config", str(config))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{config}: key 'watchdog.feed_interval_s': Input should be greater than 0" in result.stderr
     config.write_text("[watchdog\n")
-    result = orbox("serve", "--profile", "dev", "--bundle", str(tmp_path), "--config", str(config))
+    result = orbox_cli("serve", "--profile", "dev", "--bundle", str(tmp_path), "--config", str(config))
     assert result.returncode == 1 and f"{config}: not valid TOML" in result.stderr
 
 
 def test_serve_rejects_an_unknown_profile(tmp_path: Path) -> None:
-    result = orbox("serve", "--profile", "no-such-box", "--bundle", str(tmp_path))
+    result = orbox_cli("serve", "--profile", "no-such-box", "--bundle", str(tmp_path))
     assert result.returncode == 1 and "no-such-box" in result.stderr and "Traceback" not in result.stderr

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from appliance_data.fixtures import site_config, wait_for, write_zone
-from conftest import BuildOnce
+from conftest import BuildOnce, orbox_cli
 
 EMBEDDING_MODEL = "all-minilm-l6-v2"
 LLM_MODEL = "tiny-q8_0"
@@ -50,10 +50,6 @@ def api_bundle(tiny_bundle: Path, build_once: BuildOnce) -> Path:
         _add_encoder(bundle)
 
     return build_once("api-bundle", build)
-
-
-def orbox_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orbox", *args], capture_output=True, text=True, timeout=120)
 
 
 @dataclass

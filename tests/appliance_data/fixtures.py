@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BuildOnce
+from conftest import BuildOnce, orbox_cli
 
 GGUF_RELPATH = "llm/tiny-q8_0.gguf"
 
@@ -124,11 +124,6 @@ def running_supervisor(bundle: Path, config: Path, profile: str = "dev", environ
         supervisor.stop("test finished")
 
 
-def orbox(*args: str, **kwargs: Any) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orbox", *args], capture_output=True, text=True, timeout=120,
-                          **kwargs)
-
-
 def pid_alive(pid: int) -> bool:
     """True for a running (not zombie) process."""
     try:
@@ -184,7 +179,7 @@ def encoder_bundle(tiny_bundle: Path, tiny_bert: Path, build_once: BuildOnce) ->
         shutil.copytree(tiny_bundle, bundle, dirs_exist_ok=True)
         gates = ["--min-speedup", "0", "--min-cosine", "0", "--mean-cosine", "0", "--min-top5", "0",
                  "--min-top1", "0"]  # a random tiny model: the gates are issue 5's tests, not ours
-        result = orbox("quantize", "encoder", "--model", str(tiny_bert), "--profile", "dev", "--out", str(bundle),
+        result = orbox_cli("quantize", "encoder", "--model", str(tiny_bert), "--profile", "dev", "--out", str(bundle),
                        "--task", "embedding", *gates)
         assert result.returncode == 0, result.stderr
 
