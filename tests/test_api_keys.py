@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 import httpx
-from api_data.fixtures import Server, api_bundle, api_server, orbox_cli  # noqa: F401
+from api_data.fixtures import Server
+from conftest import orbox_cli
 
 
 def test_add_prints_only_the_key_once_and_stores_only_its_hash(tmp_path: Path) -> None:
@@ -46,7 +47,7 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     assert broken.returncode == 1 and f"{keys}: keys[0].sha256: expected 64 lower-case hex digits" in broken.stderr
 
 
-def test_revoked_and_new_keys_take_effect_on_a_running_server(api_server: Server) -> None:  # noqa: F811
+def test_revoked_and_new_keys_take_effect_on_a_running_server(api_server: Server) -> None:
     url = api_server.url + "/v1/models"
     added = orbox_cli("api-keys", "add", "temp-device", "--keys", str(api_server.keys_file)).stdout.strip()
     assert httpx.get(url, headers={"Authorization": f"Bearer {added}"}).status_code == 200

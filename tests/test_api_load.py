@@ -16,7 +16,7 @@ from collections import Counter
 
 import httpx
 import psutil
-from api_data.fixtures import EMBEDDING_MODEL, LLM_MODEL, api_bundle, serve  # noqa: F401
+from api_data.fixtures import EMBEDDING_MODEL, LLM_MODEL, serve
 
 from appliance.audit import verify_log
 
@@ -83,7 +83,7 @@ def _settled_audit_count(server, expected: int, timeout_s: float = 15.0) -> int:
     return len(server.audit_records())
 
 
-def test_64_clients_for_30s(api_bundle, tmp_path) -> None:  # noqa: F811
+def test_64_clients_for_30s(api_bundle, tmp_path) -> None:
     with serve(api_bundle, tmp_path, http={"max_waiting": 16}) as server:
         pid = server.process.pid
         warmup: Counter = Counter()

@@ -10,17 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from api_data.fixtures import api_bundle  # noqa: F401
-
-PROBE = Path(__file__).parent / "api_data" / "offline_probe.py"
+TESTS = Path(__file__).parent
 _LOCAL = re.compile(r'sa_family=AF_UNIX|sin_addr=inet_addr\("127\.0\.0\.1"\)|inet_pton\(AF_INET6, "::1"')
 
 
-def test_serve_opens_no_outbound_connection(api_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_serve_opens_no_outbound_connection(api_bundle: Path, tmp_path: Path) -> None:
     assert shutil.which("unshare") and shutil.which("strace") and shutil.which("ip")
-    command = f"ip link set lo up && exec {sys.executable} {PROBE} {api_bundle} {tmp_path}"
+    command = f"ip link set lo up && exec {sys.executable} -m api_data.offline_probe {api_bundle} {tmp_path}"
     result = subprocess.run(["unshare", "--net", "--", "sh", "-c", command], capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, cwd=TESTS)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert [line.split(":")[1].strip() for line in summary["links"]] == ["lo"]  # no way out exists

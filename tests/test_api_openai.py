@@ -8,7 +8,7 @@ import json
 import numpy as np
 import openai
 import pytest
-from api_data.fixtures import EMBEDDING_MODEL, LLM_MODEL, Server, api_bundle, api_server  # noqa: F401
+from api_data.fixtures import EMBEDDING_MODEL, LLM_MODEL, Server
 
 CHAT = [{"role": "system", "content": "You are a concise OR assistant."},
         {"role": "user", "content": "Patient 63y, BP 90/60 after insufflation. Next step?"}]
@@ -19,7 +19,7 @@ def _sha256_of(server: Server, role: str) -> str:
         return next(m for m in client.get("/v1/models").json()["data"] if m["role"] == role)["sha256"]
 
 
-def test_models_name_artifact_sha256_profile_and_quant(api_server: Server, api_bundle) -> None:  # noqa: F811
+def test_models_name_artifact_sha256_profile_and_quant(api_server: Server, api_bundle) -> None:
     manifest = json.loads((api_bundle / "manifest.json").read_text())
     models = {m.id: m for m in api_server.openai().models.list().data}
     assert set(models) == {LLM_MODEL, EMBEDDING_MODEL}
@@ -31,7 +31,7 @@ def test_models_name_artifact_sha256_profile_and_quant(api_server: Server, api_b
     assert encoder["profile"] == "dev" and encoder["dim"] == 384
 
 
-def test_chat_non_streaming_is_traceable(api_server: Server) -> None:  # noqa: F811
+def test_chat_non_streaming_is_traceable(api_server: Server) -> None:
     raw = api_server.openai().chat.completions.with_raw_response.create(model=LLM_MODEL, messages=CHAT, max_tokens=12)
     completion = raw.parse()
     sha256 = _sha256_of(api_server, "llm")
@@ -44,7 +44,7 @@ def test_chat_non_streaming_is_traceable(api_server: Server) -> None:  # noqa: F
     assert completion.usage.prompt_tokens > 10 and completion.usage.total_tokens == completion.usage.prompt_tokens + 12
 
 
-def test_chat_streaming_matches_non_streaming_and_ends_with_done(api_server: Server) -> None:  # noqa: F811
+def test_chat_streaming_matches_non_streaming_and_ends_with_done(api_server: Server) -> None:
     client = api_server.openai()
     whole = client.chat.completions.create(model=LLM_MODEL, messages=CHAT, max_tokens=10).choices[0].message.content
     chunks = list(client.chat.completions.create(model=LLM_MODEL, messages=CHAT, max_tokens=10, stream=True,
@@ -62,7 +62,7 @@ def test_chat_streaming_matches_non_streaming_and_ends_with_done(api_server: Ser
     assert events[-1] == "data: [DONE]" and all(e.startswith("data: ") for e in events)
 
 
-def test_same_request_gives_the_same_answer_20_times(api_server: Server) -> None:  # noqa: F811
+def test_same_request_gives_the_same_answer_20_times(api_server: Server) -> None:
     client = api_server.openai()
     answers = {client.chat.completions.create(model=LLM_MODEL, messages=CHAT, max_tokens=24).choices[0]
                .message.content.encode() for _ in range(20)}
@@ -72,7 +72,7 @@ def test_same_request_gives_the_same_answer_20_times(api_server: Server) -> None
     assert {streamed.encode()} == answers
 
 
-def test_sampling_parameters_seed_temperature_top_p(api_server: Server) -> None:  # noqa: F811
+def test_sampling_parameters_seed_temperature_top_p(api_server: Server) -> None:
     client = api_server.openai()
 
     def sample(seed: int) -> str:
@@ -86,7 +86,7 @@ def test_sampling_parameters_seed_temperature_top_p(api_server: Server) -> None:
                                                temperature=0).choices[0].text
 
 
-def test_stop_sequences_and_max_tokens(api_server: Server) -> None:  # noqa: F811
+def test_stop_sequences_and_max_tokens(api_server: Server) -> None:
     client = api_server.openai()
     full = client.completions.create(model=LLM_MODEL, prompt="Vitals:", max_tokens=32).choices[0].text
     stop = full[len(full) // 2:len(full) // 2 + 2]
@@ -98,14 +98,14 @@ def test_stop_sequences_and_max_tokens(api_server: Server) -> None:  # noqa: F81
     assert short.usage.completion_tokens == 3 and short.choices[0].finish_reason == "length"
 
 
-def test_json_object_response_format_is_grammar_constrained(api_server: Server) -> None:  # noqa: F811
+def test_json_object_response_format_is_grammar_constrained(api_server: Server) -> None:
     completion = api_server.openai().chat.completions.create(
         model=LLM_MODEL, messages=[{"role": "user", "content": "Give the vitals as JSON."}], max_tokens=24,
         response_format={"type": "json_object"})
     assert completion.choices[0].message.content.lstrip().startswith("{")
 
 
-def test_embeddings_float_and_base64(api_server: Server) -> None:  # noqa: F811
+def test_embeddings_float_and_base64(api_server: Server) -> None:
     client = api_server.openai()
     texts = ["The patient is bleeding heavily.", "There is a severe haemorrhage.", "The weather is sunny today."]
     default = client.embeddings.create(model=EMBEDDING_MODEL, input=texts)  # the client asks for base64
@@ -120,7 +120,7 @@ def test_embeddings_float_and_base64(api_server: Server) -> None:  # noqa: F811
     assert raw.headers["x-orbox-artifact-sha256"] == _sha256_of(api_server, "embedding")
 
 
-def test_errors_have_the_openai_shape(api_server: Server) -> None:  # noqa: F811
+def test_errors_have_the_openai_shape(api_server: Server) -> None:
     with pytest.raises(openai.AuthenticationError) as bad_key:
         openai.OpenAI(base_url=api_server.url + "/v1", api_key="orbox-not-a-key", max_retries=0).models.list()
     assert bad_key.value.status_code == 401 and bad_key.value.body["type"] == "authentication_error"

@@ -9,7 +9,7 @@ import threading
 import time
 
 import httpx
-from api_data.fixtures import LLM_MODEL, Server, api_bundle, api_server, serve  # noqa: F401
+from api_data.fixtures import LLM_MODEL, Server, serve
 from appliance_data.fixtures import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,7 +28,7 @@ def _value(samples: list, name: str, **labels: str) -> float:
     return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
-def test_metrics_parse_and_cover_traffic_queue_workers_thermal_and_video(api_server: Server) -> None:  # noqa: F811
+def test_metrics_parse_and_cover_traffic_queue_workers_thermal_and_video(api_server: Server) -> None:
     before = _metrics(api_server)
     with api_server.client() as client:
         for _ in range(3):
@@ -56,7 +56,7 @@ def test_metrics_parse_and_cover_traffic_queue_workers_thermal_and_video(api_ser
     assert {s.labels["where"] for s in after["orbox_dehaze_dropped_frames"]} == {"capture", "sink"}
 
 
-def test_every_request_is_audited_without_patient_text(api_server: Server) -> None:  # noqa: F811
+def test_every_request_is_audited_without_patient_text(api_server: Server) -> None:
     with api_server.client() as client:
         ok = client.post("/v1/chat/completions", json={"model": LLM_MODEL, "max_tokens": 4,
                                                        "messages": [{"role": "user", "content": SECRET}]})
@@ -80,7 +80,7 @@ def test_every_request_is_audited_without_patient_text(api_server: Server) -> No
     assert verify_log(api_server.audit_path)[1] == []
 
 
-def test_health_ready_status_and_models_need_a_key_but_live_and_status_page_do_not(api_server: Server) -> None:  # noqa: F811
+def test_health_ready_status_and_models_need_a_key_but_live_and_status_page_do_not(api_server: Server) -> None:
     assert httpx.get(api_server.url + "/health/live").json() == {"status": "live"}
     assert httpx.get(api_server.url + "/status").status_code == 200
     assert httpx.get(api_server.url + "/status/summary").json()["ready"] is True
@@ -95,7 +95,7 @@ def test_health_ready_status_and_models_need_a_key_but_live_and_status_page_do_n
     assert status["profile"] == "dev" and status["thermal"]["band"] is None
 
 
-def test_thermal_pause_answers_503_with_retry_after_and_recovers(api_server: Server) -> None:  # noqa: F811
+def test_thermal_pause_answers_503_with_retry_after_and_recovers(api_server: Server) -> None:
     body = {"model": LLM_MODEL, "prompt": "x", "max_tokens": 2}
     try:
         api_server.set_temperature(92.0)  # the dev profile's very-hot band pauses LLM admission
@@ -112,7 +112,7 @@ def test_thermal_pause_answers_503_with_retry_after_and_recovers(api_server: Ser
         wait_for(lambda: client.post("/v1/completions", json=body).status_code == 200, 20, "admission to resume")
 
 
-def test_deadline_and_client_disconnect_cancel_generation(api_server: Server) -> None:  # noqa: F811
+def test_deadline_and_client_disconnect_cancel_generation(api_server: Server) -> None:
     with api_server.client() as client:
         late = client.post("/v1/completions", json={"model": LLM_MODEL, "prompt": "Long", "max_tokens": 1500},
                            headers={"X-Orbox-Deadline": "0.05"})
@@ -133,7 +133,7 @@ def test_deadline_and_client_disconnect_cancel_generation(api_server: Server) ->
         assert status["llm"]["queue_depth"] == 0 and status["api"]["admission_running"] == 0
 
 
-def test_full_queue_answers_503_and_high_priority_devices_go_first(api_bundle, tmp_path) -> None:  # noqa: F811
+def test_full_queue_answers_503_and_high_priority_devices_go_first(api_bundle, tmp_path) -> None:
     patient = {"stall_timeout_s": 60.0, "liveness_timeout_s": 60.0}  # the LLM worker is frozen on purpose
     with serve(api_bundle, tmp_path, http={"max_waiting": 2}, supervisor=patient) as server:
         results: dict[str, tuple[int, float]] = {}

@@ -7,7 +7,7 @@ plugin, whose `from_fixture` does not work with pytest 9.
 from __future__ import annotations
 
 import schemathesis
-from api_data.fixtures import Server, api_bundle, api_server  # noqa: F401
+from api_data.fixtures import Server
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
@@ -22,7 +22,7 @@ def _fuzz(operation, headers: dict[str, str]) -> None:
     check()
 
 
-def test_no_generated_input_gives_a_server_error(api_server: Server) -> None:  # noqa: F811
+def test_no_generated_input_gives_a_server_error(api_server: Server) -> None:
     schema = schemathesis.openapi.from_url(api_server.url + "/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     paths = {operation.path for operation in operations}

@@ -8,7 +8,7 @@ import subprocess
 from html.parser import HTMLParser
 
 import httpx
-from api_data.fixtures import Server, api_bundle, api_server  # noqa: F401
+from api_data.fixtures import Server
 
 
 class _Dom(HTMLParser):
@@ -50,7 +50,7 @@ def _render(url: str, *extra: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_status_page_renders_health_temperature_models_latency_and_video(api_server: Server, tmp_path) -> None:  # noqa: F811
+def test_status_page_renders_health_temperature_models_latency_and_video(api_server: Server, tmp_path) -> None:
     result = _render(api_server.url + "/status", "--dump-dom")
     assert result.returncode == 0, result.stderr[-2000:]
     dom = _Dom()
@@ -69,7 +69,7 @@ def test_status_page_renders_health_temperature_models_latency_and_video(api_ser
     assert shot.returncode == 0 and screenshot.stat().st_size > 10_000
 
 
-def test_status_page_assets_and_preview_are_served_locally(api_server: Server) -> None:  # noqa: F811
+def test_status_page_assets_and_preview_are_served_locally(api_server: Server) -> None:
     html = httpx.get(api_server.url + "/status").text
     assert "http://" not in html and "https://" not in html
     css = httpx.get(api_server.url + "/status/static/status.css")

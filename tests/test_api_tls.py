@@ -9,8 +9,9 @@ import ssl
 from pathlib import Path
 
 import httpx
-from api_data.fixtures import api_bundle, orbox_cli, serve  # noqa: F401
+from api_data.fixtures import serve
 from appliance_data.fixtures import site_config
+from conftest import orbox_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -33,7 +34,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_https_with_the_configured_certificate(api_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_https_with_the_configured_certificate(api_bundle: Path, tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     trust = ssl.create_default_context(cafile=str(cert))
     http = {"tls_cert": str(cert), "tls_key": str(key)}
@@ -50,7 +51,7 @@ def test_https_with_the_configured_certificate(api_bundle: Path, tmp_path: Path)
         assert refused  # no clear-text fallback
 
 
-def test_half_configured_tls_is_refused(api_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_half_configured_tls_is_refused(api_bundle: Path, tmp_path: Path) -> None:
     config = site_config(tmp_path, http={"tls_cert": str(tmp_path / "box.crt")})
     (tmp_path / "box.crt").write_text("x")
     result = orbox_cli("serve", "--profile", "dev", "--bundle", str(api_bundle), "--config", str(config),

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from appliance_data.fixtures import orbox
+from conftest import orbox_cli
 
 from appliance.audit import AuditLog, verify_log
 
@@ -87,10 +87,10 @@ def test_cli_verify_reports_ok_and_names_the_bad_line(tmp_path: Path) -> None:
     with AuditLog(path) as log:
         log.append("one")
         log.append("two")
-    ok = orbox("audit", "verify", str(path))
+    ok = orbox_cli("audit", "verify", str(path))
     assert ok.returncode == 0 and "2 records, chain intact" in ok.stdout
     path.write_text(path.read_text().replace('"two"', '"TWO"'))
-    bad = orbox("audit", "verify", str(path))
+    bad = orbox_cli("audit", "verify", str(path))
     assert bad.returncode == 1 and f"{path}:2" in bad.stderr and "Traceback" not in bad.stderr
-    missing = orbox("audit", "verify", str(tmp_path / "nope.jsonl"))
+    missing = orbox_cli("audit", "verify", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 1 and "cannot read" in missing.stderr

@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from appliance_data.fixtures import (  # noqa: F401 - fixtures
-    encoder_bundle,
+from appliance_data.fixtures import (
     running_supervisor,
     site_config,
-    tiny_bundle,
     wait_for,
     worker,
 )
@@ -25,7 +23,7 @@ from inference.encoder import load_encoder
 TEXTS = ["Patient stable after laparoscopic cholecystectomy.", "患者术后生命体征平稳", "smoke in the field"]
 
 
-def test_embeddings_match_the_loader_and_survive_a_worker_kill(encoder_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_embeddings_match_the_loader_and_survive_a_worker_kill(encoder_bundle: Path, tmp_path: Path) -> None:
     config = site_config(tmp_path, supervisor={"workers": ["encoder"], "critical_workers": ["encoder"]})
     loader = load_encoder(encoder_bundle, load_profile("dev"), role="embedding")
     expected, expected_one = loader.embed(TEXTS), loader.embed(TEXTS[:1])  # dynamic INT8: batch-dependent
@@ -48,7 +46,7 @@ def test_embeddings_match_the_loader_and_survive_a_worker_kill(encoder_bundle: P
         assert np.allclose(supervisor.encoder.embed(TEXTS[:1]), expected_one, atol=1e-6)
 
 
-def test_corrupt_encoder_is_refused_while_the_llm_serves(encoder_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_corrupt_encoder_is_refused_while_the_llm_serves(encoder_bundle: Path, tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(encoder_bundle, bundle)
     model = bundle / "encoder" / "embedding" / "model.onnx"

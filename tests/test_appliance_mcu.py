@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import serial
-from appliance_data.fixtures import McuSim, mcu_sim, wait_for  # noqa: F401 - mcu_sim is a fixture
+from appliance_data.fixtures import McuSim, wait_for
 
 from appliance.mcu_client import McuClient, McuError
 from appliance.mcu_protocol import SOF, Cmd, Frame, FrameDecoder, FrameError, NakError, crc16_ccitt
@@ -34,7 +34,7 @@ def test_decoder_rejects_an_impossible_length() -> None:
     assert items[1] == Frame(1, Cmd.FEED)
 
 
-def test_client_feeds_reads_temps_and_sets_the_fan(mcu_sim: McuSim) -> None:  # noqa: F811
+def test_client_feeds_reads_temps_and_sets_the_fan(mcu_sim: McuSim) -> None:
     client = McuClient(str(mcu_sim.link))
     try:
         assert client.reset_cause() == ("power_on", 0)
@@ -52,7 +52,7 @@ def test_client_feeds_reads_temps_and_sets_the_fan(mcu_sim: McuSim) -> None:  # 
     assert mcu_sim.events("set_fan")[-1]["duty"] == 80
 
 
-def test_frame_with_bad_crc_is_rejected_with_a_nak(mcu_sim: McuSim) -> None:  # noqa: F811
+def test_frame_with_bad_crc_is_rejected_with_a_nak(mcu_sim: McuSim) -> None:
     corrupt = bytearray(Frame(seq=9, cmd=Cmd.FEED).encode())
     corrupt[-2] ^= 0xFF
     with serial.Serial(str(mcu_sim.link), 115200, timeout=0.05) as port:

@@ -11,14 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from appliance_data.fixtures import (  # noqa: F401 - fixtures
+from appliance_data.fixtures import (
     audit_events,
-    orbox,
     pid_alive,
     site_config,
-    tiny_bundle,
     wait_for,
 )
+from conftest import orbox_cli
 
 from appliance.audit import verify_log
 
@@ -30,7 +29,7 @@ def _read_status(path: Path) -> dict | None:
         return None
 
 
-def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, tmp_path: Path) -> None:
     notify_path = str(tmp_path / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
@@ -92,7 +91,7 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, 
     assert events.count("worker.stop") == 2 and "watchdog.feeding" in events
 
 
-def test_orphans_die_with_a_killed_supervisor(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_orphans_die_with_a_killed_supervisor(tiny_bundle: Path, tmp_path: Path) -> None:
     config = site_config(tmp_path, supervisor={"workers": ["video", "llm"]})
     serve = subprocess.Popen([sys.executable, "-m", "orbox", "serve", "--profile", "dev", "--bundle",
                               str(tiny_bundle), "--config", str(config), "--video-source", "/dev/video98"],
@@ -114,14 +113,14 @@ def test_orphans_die_with_a_killed_supervisor(tiny_bundle: Path, tmp_path: Path)
 def test_serve_rejects_a_malformed_config_naming_file_and_key(tmp_path: Path) -> None:
     config = tmp_path / "site.toml"
     config.write_text("[watchdog]\nfeed_interval_s = -1\n")
-    result = orbox("serve", "--profile", "dev", "--bundle", str(tmp_path), "--config", str(config))
+    result = orbox_cli("serve", "--profile", "dev", "--bundle", str(tmp_path), "--config", str(config))
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{config}: key 'watchdog.feed_interval_s': Input should be greater than 0" in result.stderr
     config.write_text("[watchdog\n")
-    result = orbox("serve", "--profile", "dev", "--bundle", str(tmp_path), "--config", str(config))
+    result = orbox_cli("serve", "--profile", "dev", "--bundle", str(tmp_path), "--config", str(config))
     assert result.returncode == 1 and f"{config}: not valid TOML" in result.stderr
 
 
 def test_serve_rejects_an_unknown_profile(tmp_path: Path) -> None:
-    result = orbox("serve", "--profile", "no-such-box", "--bundle", str(tmp_path))
+    result = orbox_cli("serve", "--profile", "no-such-box", "--bundle", str(tmp_path))
     assert result.returncode == 1 and "no-such-box" in result.stderr and "Traceback" not in result.stderr

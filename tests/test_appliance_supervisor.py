@@ -9,14 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from appliance_data.fixtures import (  # noqa: F401 - fixtures
+from appliance_data.fixtures import (
     GGUF_RELPATH,
     McuSim,
     audit_events,
-    bundle_copy,
     running_supervisor,
     site_config,
-    tiny_bundle,
     wait_for,
     worker,
 )
@@ -33,7 +31,7 @@ def _ready_with_new_pid(supervisor, name: str, old_pid: int):
 
 
 @pytest.mark.parametrize("name", ["llm", "video"])
-def test_kill_9_worker_is_restarted_within_3s(tiny_bundle: Path, tmp_path: Path, name: str) -> None:  # noqa: F811
+def test_kill_9_worker_is_restarted_within_3s(tiny_bundle: Path, tmp_path: Path, name: str) -> None:
     config = site_config(tmp_path)
     with running_supervisor(tiny_bundle, config) as supervisor:
         old = worker(supervisor.status(), name)
@@ -53,7 +51,7 @@ def test_kill_9_worker_is_restarted_within_3s(tiny_bundle: Path, tmp_path: Path,
     assert exits[0]["fields"]["exitcode"] == -signal.SIGKILL and exits[0]["fields"]["pid"] == old["pid"]
 
 
-def test_sigstop_with_work_is_detected_as_stalled_and_replaced(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_sigstop_with_work_is_detected_as_stalled_and_replaced(tiny_bundle: Path, tmp_path: Path) -> None:
     config = site_config(tmp_path)
     with running_supervisor(tiny_bundle, config) as supervisor:
         old_pid = worker(supervisor.status(), "llm")["pid"]
@@ -74,7 +72,7 @@ def test_sigstop_with_work_is_detected_as_stalled_and_replaced(tiny_bundle: Path
     assert stalled[0]["fields"]["worker"] == "llm" and stalled[0]["fields"]["pid"] == old_pid
 
 
-def test_generation_streams_tokens_and_can_be_cancelled(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_generation_streams_tokens_and_can_be_cancelled(tiny_bundle: Path, tmp_path: Path) -> None:
     config = site_config(tmp_path, supervisor={"workers": ["llm"], "critical_workers": ["llm"]})
     with running_supervisor(tiny_bundle, config) as supervisor:
         first = supervisor.llm.submit({"prompt": "The patient", "max_tokens": 12}).result()
@@ -102,7 +100,7 @@ def test_generation_streams_tokens_and_can_be_cancelled(tiny_bundle: Path, tmp_p
         assert supervisor.llm.queue_depth() == 0
 
 
-def test_worker_output_matches_llama_cpp_python_directly(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_worker_output_matches_llama_cpp_python_directly(tiny_bundle: Path, tmp_path: Path) -> None:
     from llama_cpp import Llama
 
     prompts = ["The patient", "The patient " * 150 + "was", "The patient " * 150 + "is"]  # 300+ tokens:
@@ -122,7 +120,7 @@ def test_worker_output_matches_llama_cpp_python_directly(tiny_bundle: Path, tmp_
     ("flip", "sha256"),
     ("delete", "listed in the manifest but missing"),
 ])
-def test_damaged_gguf_is_refused_and_video_keeps_serving(bundle_copy: Path, tmp_path: Path,  # noqa: F811
+def test_damaged_gguf_is_refused_and_video_keeps_serving(bundle_copy: Path, tmp_path: Path,
                                                          damage: str, expected: str) -> None:
     gguf = bundle_copy / GGUF_RELPATH
     if damage == "flip":
@@ -147,7 +145,7 @@ def test_damaged_gguf_is_refused_and_video_keeps_serving(bundle_copy: Path, tmp_
     assert {e["fields"]["worker"] for e in failed} == {"llm", "encoder"}
 
 
-def test_missing_capture_device_is_reported_and_the_llm_keeps_serving(tiny_bundle: Path,  # noqa: F811
+def test_missing_capture_device_is_reported_and_the_llm_keeps_serving(tiny_bundle: Path,
                                                                        tmp_path: Path) -> None:
     config = site_config(tmp_path, video={"source": "/dev/video97"})
     with running_supervisor(tiny_bundle, config) as supervisor:
@@ -157,7 +155,7 @@ def test_missing_capture_device_is_reported_and_the_llm_keeps_serving(tiny_bundl
         assert supervisor.llm.submit({"prompt": "Hi", "max_tokens": 2}).result().usage.completion_tokens == 2
 
 
-def test_missing_video_file_is_reported(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_missing_video_file_is_reported(tiny_bundle: Path, tmp_path: Path) -> None:
     config = site_config(tmp_path, video={"source": str(tmp_path / "clip.avi")},
                          supervisor={"workers": ["video"], "critical_workers": ["video"]})
     with running_supervisor(tiny_bundle, config) as supervisor:
@@ -169,7 +167,7 @@ def _epoch(iso: str) -> float:
     return dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).timestamp()
 
 
-def test_mcu_feeds_stop_while_a_worker_is_stalled(tiny_bundle: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_mcu_feeds_stop_while_a_worker_is_stalled(tiny_bundle: Path, tmp_path: Path) -> None:
     sim = McuSim(tmp_path, timeout_s=30)
     config = site_config(tmp_path, watchdog={"serial_port": str(sim.link), "feed_interval_s": 0.1},
                          supervisor={"backoff_initial_s": 1.5, "workers": ["video"], "critical_workers": ["video"]})

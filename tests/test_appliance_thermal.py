@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from appliance_data.fixtures import (  # noqa: F401 - fixtures
+from appliance_data.fixtures import (
     McuSim,
     audit_events,
     running_supervisor,
     site_config,
-    tiny_bundle,
     wait_for,
     worker,
     write_zone,
@@ -21,7 +20,7 @@ from appliance.mcu_client import McuClient
 from appliance.thermal import ThermalSensors
 
 
-def test_ramp_sheds_llm_load_in_order_with_hysteresis_and_video_last(tiny_bundle: Path,  # noqa: F811
+def test_ramp_sheds_llm_load_in_order_with_hysteresis_and_video_last(tiny_bundle: Path,
                                                                      tmp_path: Path,
                                                                      request: pytest.FixtureRequest) -> None:
     sysfs = tmp_path / "sys"

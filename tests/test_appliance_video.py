@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from appliance_data.fixtures import running_supervisor, site_config, tiny_bundle, wait_for, worker  # noqa: F401
+from appliance_data.fixtures import running_supervisor, site_config, wait_for, worker
 
 from appliance.frame_ring import FrameRing, frame_shape
 from appliance.video_io import VideoFormat, from_bgr, open_source, to_bgr
@@ -96,7 +96,7 @@ def test_unreadable_video_file_is_named(tmp_path: Path) -> None:
         open_source(str(tmp_path / "clip.avi"), VideoFormat(160, 128, 30, "rgb24"), preload_frames=3)
 
 
-def test_video_worker_dehazes_a_file_into_the_ring_a_file_and_a_preview(tiny_bundle: Path,  # noqa: F811
+def test_video_worker_dehazes_a_file_into_the_ring_a_file_and_a_preview(tiny_bundle: Path,
                                                                         tmp_path: Path) -> None:
     _write_clip(tmp_path / "in.avi", frames=6)
     config = site_config(tmp_path, supervisor={"workers": ["video"], "critical_workers": ["video"]},

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from encoder_data.fixtures import profile_toml, tiny_bert  # noqa: F401 - fixtures
+from encoder_data.fixtures import profile_toml
 
 from orbox.cli import cli
 
@@ -59,7 +59,7 @@ def test_architectures_not_a_list(tmp_path):
     ("sentence_bert_config.json", [1], ["sentence_bert_config.json", "JSON object", "found list"]),
     ("1_Pooling/config.json", [1], ["1_Pooling/config.json", "Pooling config", "found list"]),
 ])
-def test_malformed_sentence_transformers_files(tiny_bert, tmp_path, name, content, fragments):  # noqa: F811
+def test_malformed_sentence_transformers_files(tiny_bert, tmp_path, name, content, fragments):
     model = tmp_path / "model"
     shutil.copytree(tiny_bert, model)
     (model / name).write_text(json.dumps(content))
@@ -67,7 +67,7 @@ def test_malformed_sentence_transformers_files(tiny_bert, tmp_path, name, conten
     assert_refused(run(model, out), out, *fragments)
 
 
-def test_missing_tokenizer(tiny_bert, tmp_path):  # noqa: F811
+def test_missing_tokenizer(tiny_bert, tmp_path):
     model = tmp_path / "no-tokenizer"
     shutil.copytree(tiny_bert, model)
     for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
@@ -87,40 +87,40 @@ def test_missing_config(tmp_path):
     (b'{"text": "fine"}\n{"text": "unterminated\n', ["calib.jsonl:2", "not valid JSON"]),
     (b'{"sentence": "wrong field"}\n', ["calib.jsonl:1", "field 'text' must be a non-empty string"]),
 ])
-def test_empty_or_malformed_calibration(tiny_bert, tmp_path, content, fragments):  # noqa: F811
+def test_empty_or_malformed_calibration(tiny_bert, tmp_path, content, fragments):
     calibration = tmp_path / "calib.jsonl"
     calibration.write_bytes(content)
     out = tmp_path / "out"
     assert_refused(run(tiny_bert, out, "--calibration", str(calibration)), out, *fragments)
 
 
-def test_profile_whose_isa_has_no_int8_scheme(tiny_bert, tmp_path):  # noqa: F811
+def test_profile_whose_isa_has_no_int8_scheme(tiny_bert, tmp_path):
     profile = profile_toml(tmp_path, "mini-avx2", int8_scheme="none")
     out = tmp_path / "out"
     assert_refused(run(tiny_bert, out, profile=profile), out, "int8_scheme is 'none'", "has no INT8 scheme",
                    "mini-avx2-custom")
 
 
-def test_u8s8_profile_without_vnni(tiny_bert, tmp_path):  # noqa: F811
+def test_u8s8_profile_without_vnni(tiny_bert, tmp_path):
     profile = profile_toml(tmp_path, "mini-avx2", int8_scheme="u8s8")
     out = tmp_path / "out"
     assert_refused(run(tiny_bert, out, profile=profile), out, "VNNI", "u8u8", "reduce_range")
 
 
-def test_unknown_profile(tiny_bert, tmp_path):  # noqa: F811
+def test_unknown_profile(tiny_bert, tmp_path):
     out = tmp_path / "out"
     result = run(tiny_bert, out, profile="no-such-profile")
     assert result.exit_code == 1 and "no-such-profile" in result.output and "Traceback" not in result.output
     assert not out.exists()
 
 
-def test_reranker_task_on_a_plain_encoder(tiny_bert, tmp_path):  # noqa: F811
+def test_reranker_task_on_a_plain_encoder(tiny_bert, tmp_path):
     out = tmp_path / "out"
     assert_refused(run(tiny_bert, out, "--task", "reranker"), out, "--task reranker needs a",
                    "ForSequenceClassification")
 
 
-def test_bundle_for_another_profile_is_not_touched(tiny_bert, tmp_path):  # noqa: F811
+def test_bundle_for_another_profile_is_not_touched(tiny_bert, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     manifest = {"schema": "orbox.bundle/1", "profile": "dev", "created": "x", "artifacts": {}, "sections": {}}
@@ -130,7 +130,7 @@ def test_bundle_for_another_profile_is_not_touched(tiny_bert, tmp_path):  # noqa
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
 
 
-def test_unreadable_sign_key(tiny_bert, tmp_path):  # noqa: F811
+def test_unreadable_sign_key(tiny_bert, tmp_path):
     key = tmp_path / "vendor.key"
     key.write_text("not a key")
     out = tmp_path / "out"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from encoder_data.fixtures import minilm  # noqa: F401 - fixture
 
 from quantize.encoder.calibration import default_calibration
 from quantize.encoder.gates import GateThresholds
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.xdist_group("encoder_minilm")
 
 
 @pytest.fixture(scope="module")
-def workbench(minilm, tmp_path_factory):  # noqa: F811
+def workbench(minilm, tmp_path_factory):
     root = tmp_path_factory.mktemp("minilm")
     source = inspect_encoder(minilm)
     bench, parity = prepare_workbench(source, root / "embedding", root / "work", default_calibration("embedding"),

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from encoder_data.fixtures import profile_toml, tiny_bert, tiny_reranker  # noqa: F401 - fixtures
+from encoder_data.fixtures import profile_toml
 
 from hw_profiles import load_profile
 from inference.encoder import EncoderRuntimeError, load_encoder
@@ -43,7 +43,7 @@ def keys(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_bert, tiny_reranker, keys, tmp_path_factory):  # noqa: F811
+def bundle(tiny_bert, tiny_reranker, keys, tmp_path_factory):
     """One signed bundle holding both roles, as the box receives it."""
     out = tmp_path_factory.mktemp("bundle") / "b"
     first = quantize(tiny_bert, out, *NO_LATENCY_GATE)
@@ -105,7 +105,7 @@ def test_loader_refuses_a_bundle_for_another_profile(bundle):
         load_encoder(bundle, load_profile("mini-avx2"))
 
 
-def test_latency_gate_failure_falls_back_to_fp32_and_says_why(tiny_bert, tmp_path):  # noqa: F811
+def test_latency_gate_failure_falls_back_to_fp32_and_says_why(tiny_bert, tmp_path):
     result = quantize(tiny_bert, tmp_path / "b", "--min-speedup", "1000")
     assert result.exit_code == 0, result.output
     # the measured milliseconds are shown to the vendor, not written into the manifest
@@ -122,7 +122,7 @@ def test_latency_gate_failure_falls_back_to_fp32_and_says_why(tiny_bert, tmp_pat
     assert load_encoder(tmp_path / "b").embed(["x"]).shape == (1, 64)
 
 
-def test_failed_gates_without_fp32_fallback_publish_nothing(tiny_bert, tmp_path):  # noqa: F811
+def test_failed_gates_without_fp32_fallback_publish_nothing(tiny_bert, tmp_path):
     out = tmp_path / "b"
     result = quantize(tiny_bert, out, "--min-speedup", "1000", "--no-fp32-fallback")
     assert result.exit_code != 0
@@ -130,7 +130,7 @@ def test_failed_gates_without_fp32_fallback_publish_nothing(tiny_bert, tmp_path)
     assert not out.exists()
 
 
-def test_failed_rebuild_keeps_the_previous_bundle(bundle, tiny_bert, tmp_path):  # noqa: F811
+def test_failed_rebuild_keeps_the_previous_bundle(bundle, tiny_bert, tmp_path):
     import shutil
 
     copy = tmp_path / "copy"
@@ -142,7 +142,7 @@ def test_failed_rebuild_keeps_the_previous_bundle(bundle, tiny_bert, tmp_path): 
     assert verify_bundle(copy) == []
 
 
-def test_identical_inputs_give_byte_identical_bundles(tiny_bert, tmp_path, monkeypatch):  # noqa: F811
+def test_identical_inputs_give_byte_identical_bundles(tiny_bert, tmp_path, monkeypatch):
     """Same inputs + SOURCE_DATE_EPOCH: every file, manifest.json included, is byte-identical, although the
     latency gate ran (and measured different milliseconds) in both builds."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
@@ -160,7 +160,7 @@ def test_identical_inputs_give_byte_identical_bundles(tiny_bert, tmp_path, monke
     assert section["thresholds"]["min_speedup"] == 0.0
 
 
-def test_openvino_profile_builds_static_qdq_and_nncf_ir(tiny_bert, tmp_path):  # noqa: F811
+def test_openvino_profile_builds_static_qdq_and_nncf_ir(tiny_bert, tmp_path):
     profile = profile_toml(tmp_path, "core-ultra-npu", openvino_device="CPU")  # no NPU on the build machine
     calibration = tmp_path / "calibration.jsonl"
     calibration.write_text("\n".join(json.dumps({"text": f"术后第{i}天 patient day {i}"}) for i in range(8)) + "\n")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from encoder_data.fixtures import minilm, tiny_bert, tiny_reranker  # noqa: F401 - fixtures
 
 from inference import encoder as encoder_runtime
 from inference.encoder import Encoder, EncoderRuntimeError, load_encoder
@@ -25,7 +24,7 @@ BOX_FORBIDDEN = ("torch", "transformers", "optimum", "sentence_transformers", "q
 
 
 @pytest.fixture(scope="module")
-def minilm_fp32(minilm, tmp_path_factory):  # noqa: F811
+def minilm_fp32(minilm, tmp_path_factory):
     """The real MiniLM exported to FP32 ONNX with the runtime files, as the build writes them."""
     root = tmp_path_factory.mktemp("minilm-fp32")
     source = inspect_encoder(minilm)
@@ -37,7 +36,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def test_minilm_fp32_matches_sentence_transformers(minilm, minilm_fp32):  # noqa: F811
+def test_minilm_fp32_matches_sentence_transformers(minilm, minilm_fp32):
     from sentence_transformers import SentenceTransformer
 
     role_dir, onnx_path = minilm_fp32
@@ -52,7 +51,7 @@ def test_minilm_fp32_matches_sentence_transformers(minilm, minilm_fp32):  # noqa
     assert encoder.dim == 384 and encoder.max_seq_length == 256
 
 
-def test_tiny_bert_matches_sentence_transformers(tiny_bert, tmp_path):  # noqa: F811
+def test_tiny_bert_matches_sentence_transformers(tiny_bert, tmp_path):
     from sentence_transformers import SentenceTransformer
 
     source = inspect_encoder(tiny_bert)
@@ -63,7 +62,7 @@ def test_tiny_bert_matches_sentence_transformers(tiny_bert, tmp_path):  # noqa: 
     assert encoder.embed([]).shape == (0, 64)
 
 
-def test_tiny_xlmr_reranker_matches_sentence_transformers_cross_encoder(tiny_reranker, tmp_path):  # noqa: F811
+def test_tiny_xlmr_reranker_matches_sentence_transformers_cross_encoder(tiny_reranker, tmp_path):
     from sentence_transformers import CrossEncoder
 
     source = inspect_encoder(tiny_reranker)

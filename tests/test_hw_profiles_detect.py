@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import orbox_cli
 
 from hw_profiles import MachineInfo, detect_machine, list_profiles, load_profile, rank_profiles
 from hw_profiles.ranking import judge
@@ -99,8 +99,7 @@ def test_cli_detect_json():
 
 def test_the_installed_entry_point_detects():
     """Through `python -m orbox`, the same path the box's shell takes."""
-    completed = subprocess.run([sys.executable, "-m", "orbox", "profile", "detect", "--json"],
-                               capture_output=True, text=True, timeout=120, check=False)
+    completed = orbox_cli("profile", "detect", "--json")
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["machine"]["arch"] == platform.machine()
 

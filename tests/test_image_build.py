@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import re
@@ -12,7 +11,6 @@ import subprocess
 import sys
 import tarfile
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,29 +42,6 @@ def _pip_wheel(source: Path, wheel_dir: Path) -> Path:
     return wheel_dir
 
 
-def _made_once(tmp_path_factory, worker_id: str, name: str, make: Callable[[Path], object]) -> Path:
-    """Run `make(directory)` once per test run and share the directory with every xdist worker.
-
-    xdist_group does not keep these tests on one worker under pytest 9 (pytest-xdist 3.8 renames
-    `item._nodeid`, which pytest 9 no longer reads), so each worker would otherwise pay for its own
-    ~60 s wheel build and image builds. The outputs are only read by the tests.
-    """
-    if worker_id == "master":
-        made = tmp_path_factory.mktemp(name)
-        make(made)
-        return made
-    run_root = tmp_path_factory.getbasetemp().parent  # pytest-N/: this run's workers share it
-    made, done = run_root / name, run_root / f"{name}.done"
-    with open(run_root / f"{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            shutil.rmtree(made, ignore_errors=True)
-            made.mkdir()
-            make(made)
-            done.touch()
-    return made
-
-
 def _make_inputs(root: Path) -> None:
     source = root / "orbox-src"
     source.mkdir()
@@ -80,9 +55,9 @@ def _make_inputs(root: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def inputs(tmp_path_factory, worker_id) -> dict[str, Path]:
+def inputs(build_once) -> dict[str, Path]:
     """The orbox wheel built from this checkout's HEAD, one small dependency wheel, a bundle and keys."""
-    root = _made_once(tmp_path_factory, worker_id, "image-inputs", _make_inputs)
+    root = build_once("image-inputs", _make_inputs)
     return {"root": root, "wheels": root / "wheels", "key": root / "vendor.key", "pub": root / "vendor.pub",
             "bundle": root / "bundle"}
 
@@ -97,10 +72,9 @@ def _build(inputs: dict[str, Path], out: Path, **overrides) -> Path:
 
 
 @pytest.fixture(scope="session")
-def builds(inputs, tmp_path_factory, worker_id) -> tuple[Path, Path]:
+def builds(inputs, build_once) -> tuple[Path, Path]:
     """The same spec built twice, into two directories."""
-    root = _made_once(tmp_path_factory, worker_id, "image-builds",
-                      lambda out: [_build(inputs, out / name) for name in ("build-1", "build-2")])
+    root = build_once("image-builds", lambda out: [_build(inputs, out / name) for name in ("build-1", "build-2")])
     return root / "build-1", root / "build-2"
 
 

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import cv2
-
-
-def orbox(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orbox", "dehaze", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+from conftest import orbox_cli
 
 
 def test_synthetic_clip_side_by_side(tmp_path):
     output = tmp_path / "clip.mp4"
-    result = orbox("run", "--synthetic", "--frames", "6", "--size", "320x240", "--side-by-side",
-                   "--output", str(output))
+    result = orbox_cli("dehaze", "run", "--synthetic", "--frames", "6", "--size", "320x240", "--side-by-side",
+                       "--output", str(output))
     assert result.returncode == 0, result.stderr
     assert "p50" in result.stdout and "p99" in result.stdout
     capture = cv2.VideoCapture(str(output))
@@ -27,14 +20,15 @@ def test_synthetic_clip_side_by_side(tmp_path):
 
 def test_file_input_round_trip(tmp_path):
     source, output = tmp_path / "in.avi", tmp_path / "out.avi"
-    assert orbox("run", "--synthetic", "--frames", "4", "--size", "160x120", "--output", str(source)).returncode == 0
-    result = orbox("run", "--input", str(source), "--output", str(output), "--strength", "0.5")
+    assert orbox_cli("dehaze", "run", "--synthetic", "--frames", "4", "--size", "160x120",
+                     "--output", str(source)).returncode == 0
+    result = orbox_cli("dehaze", "run", "--input", str(source), "--output", str(output), "--strength", "0.5")
     assert result.returncode == 0, result.stderr
     assert "4 frames" in result.stdout
 
 
 def test_missing_input_is_a_clear_error_and_writes_nothing(tmp_path):
-    result = orbox("run", "--input", str(tmp_path / "nope.mp4"), "--output", str(tmp_path / "out.mp4"))
+    result = orbox_cli("dehaze", "run", "--input", str(tmp_path / "nope.mp4"), "--output", str(tmp_path / "out.mp4"))
     assert result.returncode != 0
     assert "nope.mp4: no such file" in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
@@ -43,12 +37,12 @@ def test_missing_input_is_a_clear_error_and_writes_nothing(tmp_path):
 def test_unreadable_input_is_a_clear_error(tmp_path):
     bogus = tmp_path / "text.mp4"
     bogus.write_text("not a video")
-    result = orbox("run", "--input", str(bogus), "--output", str(tmp_path / "out.mp4"))
+    result = orbox_cli("dehaze", "run", "--input", str(bogus), "--output", str(tmp_path / "out.mp4"))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "cannot open" in result.stderr or "no frames" in result.stderr
     assert not (tmp_path / "out.mp4").exists()
 
 
 def test_input_and_synthetic_are_exclusive(tmp_path):
-    result = orbox("run", "--synthetic", "--input", "x.mp4", "--output", str(tmp_path / "o.mp4"))
+    result = orbox_cli("dehaze", "run", "--synthetic", "--input", "x.mp4", "--output", str(tmp_path / "o.mp4"))
     assert result.returncode == 2 and "exactly one" in result.stderr

@@ -7,11 +7,10 @@ import os
 import resource
 import shutil
 import signal
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import orbox_cli
 
 from orbox.cli import cli
 from primitives.artifacts import load_manifest
@@ -171,10 +170,8 @@ def _limit_file_size() -> None:
 def test_disk_filling_during_write_publishes_nothing_and_keeps_the_bundle(model, sibling_bundle):
     bundle = sibling_bundle
     before = snapshot(bundle)
-    command = [sys.executable, "-m", "orbox", "quantize", "llm", "--model", str(model), "--profile", "dev",
-               "--out", str(bundle), "--types", "q8_0"]
-    child = subprocess.run(command, capture_output=True, text=True, preexec_fn=_limit_file_size,
-                           env={**os.environ, "PYTHONWARNINGS": "ignore"}, check=False)
+    child = orbox_cli("quantize", "llm", "--model", str(model), "--profile", "dev", "--out", str(bundle),
+                      "--types", "q8_0", preexec_fn=_limit_file_size, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert child.returncode == 1, child.stderr
     assert "cannot write GGUF" in child.stderr and "nothing was published" in child.stderr
     assert "Traceback" not in child.stderr

@@ -9,7 +9,6 @@ for speed: the API tests need a real encoder, not a clinically gated one).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
@@ -23,7 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
-from appliance_data.fixtures import _build_bundle, _file_lock, site_config, wait_for, write_zone
+from appliance_data.fixtures import site_config, wait_for, write_zone
+from conftest import BuildOnce, orbox_cli
 
 EMBEDDING_MODEL = "all-minilm-l6-v2"
 LLM_MODEL = "tiny-q8_0"
@@ -43,24 +43,13 @@ def _add_encoder(bundle: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def api_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def api_bundle(tiny_bundle: Path, build_once: BuildOnce) -> Path:
     """LLM + encoder bundle for profile dev (read-only: copy before changing)."""
-    run_root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        run_root = run_root.parent
-    shared = run_root / "api-bundle"
-    with _file_lock(shared.with_suffix(".lock")):
-        if not (shared / "manifest.json").is_file():
-            work = shared.with_name("api-bundle.work")
-            shutil.rmtree(work, ignore_errors=True)
-            _build_bundle(work)
-            _add_encoder(work)
-            os.replace(work, shared)
-    return shared
+    def build(bundle: Path) -> None:
+        shutil.copytree(tiny_bundle, bundle, dirs_exist_ok=True)
+        _add_encoder(bundle)
 
-
-def orbox_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orbox", *args], capture_output=True, text=True, timeout=120)
+    return build_once("api-bundle", build)
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """Run inside a fresh network namespace (`unshare -n`): serve, use every endpoint, record the sockets.
 
+Run it from tests/ as `python -m api_data.offline_probe BUNDLE WORKDIR`, so that `api_data` imports.
+
 `orbox serve` runs under strace (seccomp-filtered, following every worker process) with its
 connect/bind/sendto/sendmsg calls written to a trace file; the test reads the trace and checks that
 no call addressed anything but loopback or a local (AF_UNIX) socket. Prints a JSON summary.
@@ -15,9 +17,7 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from api_data.fixtures import EMBEDDING_MODEL, LLM_MODEL, serve  # noqa: E402
+from api_data.fixtures import EMBEDDING_MODEL, LLM_MODEL, serve
 
 
 def main(bundle: Path, work: Path) -> None:

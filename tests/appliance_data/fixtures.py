@@ -8,28 +8,21 @@ to Q8_0 by the quantize package's converter, then recorded in a manifest by quan
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import BuildOnce, orbox_cli
 
 GGUF_RELPATH = "llm/tiny-q8_0.gguf"
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def _build_bundle(target: Path) -> None:
@@ -38,29 +31,20 @@ def _build_bundle(target: Path) -> None:
     from quantize.manifest import update_manifest
     from quantize.tiny_models import build_tiny_llm
 
-    work = target.with_name(target.name + ".work")
-    shutil.rmtree(work, ignore_errors=True)
-    checkpoint = build_tiny_llm(work / "hf", arch="qwen2", train_steps=0)
-    convert_checkpoint(checkpoint, work / "f16.gguf", "f16")
-    (work / "bundle" / "llm").mkdir(parents=True)
-    quantize_gguf(work / "f16.gguf", work / "bundle" / GGUF_RELPATH, "q8_0", 1)
-    update_manifest(work / "bundle", "dev", "llm", {"source": "tiny qwen2, random weights"},
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        checkpoint = build_tiny_llm(work / "hf", arch="qwen2", train_steps=0)
+        convert_checkpoint(checkpoint, work / "f16.gguf", "f16")
+        (target / "llm").mkdir()
+        quantize_gguf(work / "f16.gguf", target / GGUF_RELPATH, "q8_0", 1)
+    update_manifest(target, "dev", "llm", {"source": "tiny qwen2, random weights"},
                     {GGUF_RELPATH: {"kind": "gguf", "role": "llm", "quant_type": "q8_0"}})
-    os.replace(work / "bundle", target)
-    shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bundle(build_once: BuildOnce) -> Path:
     """A read-only reference bundle; copy it (`bundle_copy`) before modifying anything."""
-    run_root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # one build per run, shared by the xdist workers
-        run_root = run_root.parent
-    shared = run_root / "appliance-tiny-bundle"
-    with _file_lock(shared.with_suffix(".lock")):
-        if not (shared / "manifest.json").is_file():
-            _build_bundle(shared)
-    return shared
+    return build_once("appliance-tiny-bundle", _build_bundle)
 
 
 @pytest.fixture
@@ -140,11 +124,6 @@ def running_supervisor(bundle: Path, config: Path, profile: str = "dev", environ
         supervisor.stop("test finished")
 
 
-def orbox(*args: str, **kwargs: Any) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orbox", *args], capture_output=True, text=True, timeout=120,
-                          **kwargs)
-
-
 def pid_alive(pid: int) -> bool:
     """True for a running (not zombie) process."""
     try:
@@ -194,23 +173,14 @@ def mcu_sim(tmp_path: Path) -> Iterator[McuSim]:
 
 
 @pytest.fixture(scope="session")
-def encoder_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def encoder_bundle(tiny_bundle: Path, tiny_bert: Path, build_once: BuildOnce) -> Path:
     """The tiny LLM bundle plus an INT8 tiny-BERT embedding encoder built by `orbox quantize encoder`."""
-    from encoder_data.fixtures import build_tiny_bert
+    def build(bundle: Path) -> None:
+        shutil.copytree(tiny_bundle, bundle, dirs_exist_ok=True)
+        gates = ["--min-speedup", "0", "--min-cosine", "0", "--mean-cosine", "0", "--min-top5", "0",
+                 "--min-top1", "0"]  # a random tiny model: the gates are issue 5's tests, not ours
+        result = orbox_cli("quantize", "encoder", "--model", str(tiny_bert), "--profile", "dev", "--out", str(bundle),
+                       "--task", "embedding", *gates)
+        assert result.returncode == 0, result.stderr
 
-    run_root = tiny_bundle.parent
-    shared = run_root / "appliance-encoder-bundle"
-    with _file_lock(shared.with_suffix(".lock")):
-        if not (shared / "encoder" / "embedding" / "encoder.json").is_file():
-            work = run_root / "appliance-encoder-work"
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.copytree(tiny_bundle, work / "bundle")
-            model = build_tiny_bert(work / "tiny-bert")
-            gates = ["--min-speedup", "0", "--min-cosine", "0", "--mean-cosine", "0", "--min-top5", "0",
-                     "--min-top1", "0"]  # a random tiny model: the gates are issue 5's tests, not ours
-            result = orbox("quantize", "encoder", "--model", str(model), "--profile", "dev", "--out",
-                           str(work / "bundle"), "--task", "embedding", *gates)
-            assert result.returncode == 0, result.stderr
-            os.replace(work / "bundle", shared)
-            shutil.rmtree(work, ignore_errors=True)
-    return shared
+    return build_once("appliance-encoder-bundle", build)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import BuildOnce
 
 from quantize.encoder.evalset import CALIBRATION_SENTENCES, GATE_SENTENCES, RETRIEVAL_QUERIES
 
@@ -90,13 +91,13 @@ def build_tiny_xlmr_reranker(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory) -> Path:
-    return build_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+def tiny_bert(build_once: BuildOnce) -> Path:
+    return build_once("tiny-bert", build_tiny_bert)
 
 
 @pytest.fixture(scope="session")
-def tiny_reranker(tmp_path_factory) -> Path:
-    return build_tiny_xlmr_reranker(tmp_path_factory.mktemp("models") / "tiny-xlmr-reranker")
+def tiny_reranker(build_once: BuildOnce) -> Path:
+    return build_once("tiny-xlmr-reranker", build_tiny_xlmr_reranker)
 
 
 @pytest.fixture(scope="session")
