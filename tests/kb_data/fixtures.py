@@ -72,7 +72,8 @@ def synthetic_corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
         if not (shared / "qrels.jsonl").is_file():
             work = shared.with_name(shared.name + ".work")
             shutil.rmtree(work, ignore_errors=True)
-            write_corpus(generate_corpus(seed=7), work / "src", work / "qrels.jsonl")
+            corpus = generate_corpus(seed=7, drugs=8, diseases=5, departments=3)
+            write_corpus(corpus, work / "src", work / "qrels.jsonl")
             os.replace(work, shared)
     return shared / "src", shared / "qrels.jsonl"
 
