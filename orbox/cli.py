@@ -18,6 +18,7 @@ COMMANDS = {
     "mcu-sim": "appliance.cli:mcu_sim",
     "api-bench": "appliance.bench_api:api_bench",
     "image": "image_build.cli:image",
+    "kb": "knowledge_base.cli:kb",
     "demo": "orbox.demo:demo",
 }
 

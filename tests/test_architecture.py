@@ -23,9 +23,10 @@ FLOORS: dict[str, set[str]] = {
     "kernels": set(),
     "hw_profiles": set(),
     "inference": {"primitives"},
+    "knowledge_base": {"primitives", "hw_profiles", "inference"},
     "quantize": {"primitives", "hw_profiles", "inference"},
     "image_build": {"primitives", "hw_profiles"},
-    "appliance": {"primitives", "hw_profiles", "kernels", "inference"},
+    "appliance": {"primitives", "hw_profiles", "kernels", "inference", "knowledge_base"},
 }
 SHELL = "orbox"  # the CLI and the demo sit on top and may import anything
 OURS = (*FLOORS, SHELL)
