@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from kb_data.fixtures import DENSE_LANGUAGES, build_options, kb_encoder_bundle, synthetic_corpus, synthetic_kb
+from kb_data.fixtures import DENSE_LANGUAGES, build_options
 
 from knowledge_base import DocumentError, KnowledgeBase, KnowledgeBaseError
 from knowledge_base.build import build_kb
 from knowledge_base.manifest import verify_kb
-
-__all__ = ["kb_encoder_bundle", "synthetic_corpus", "synthetic_kb"]  # fixtures used by name
 
 
 def orbox(*args: str) -> subprocess.CompletedProcess:
