@@ -5,7 +5,8 @@ and contains the qrel's answer sentence. Spans are checked KB-wide: every chunk'
 document's text must hash to the chunk's recorded sha256 and every sentence must lie inside its
 chunk, and every hit returned during the evaluation must equal `document_text[start:end]`. The
 checker is measured on the KB's own sentences (`mutations`): each is a faithful statement citing
-itself, with its restatements and one lie per class made from each.
+itself, with its restatements and one lie per class made from each. Refusals are measured at the
+KB's answerability threshold (calibrated, or the default) on every question of the qrels.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from knowledge_base.calibration import RefusalReport, refusal_report
 from knowledge_base.checker import check_statement
 from knowledge_base.errors import KnowledgeBaseError
 from knowledge_base.mutations import CLASSES, drugs_in, faithful_variants, mutants
@@ -84,6 +86,9 @@ class EvalReport:
     spans_checked: int
     span_problems: list[str]
     checker: CheckerReport
+    refusal: RefusalReport
+    threshold: float
+    calibrated: bool
 
     def failures(self) -> list[str]:
         """The gates that failed, as sentences (empty when all pass)."""
@@ -97,7 +102,7 @@ class EvalReport:
                           f"{self.legs[best_leg].recall():.3f}")
         if self.span_problems:
             failed.append(f"{len(self.span_problems)} citation spans do not resolve: {self.span_problems[0]}")
-        return failed + self.checker.failures()
+        return failed + self.checker.failures() + self.refusal.failures(self.threshold)
 
     def table(self) -> str:
         langs = sorted({lang for leg in self.legs.values() for lang in leg.asked})
@@ -109,7 +114,8 @@ class EvalReport:
                          f"{sum(leg.found.values())}/{sum(leg.asked.values())}")
         resolved = self.spans_checked - len(self.span_problems)
         lines.append(f"citation spans resolved: {resolved}/{self.spans_checked}")
-        return "\n".join([*lines, "", self.checker.table()])
+        chosen = "calibrated" if self.calibrated else "default (uncalibrated)"
+        return "\n".join([*lines, "", self.checker.table(), "", self.refusal.table(self.threshold, chosen)])
 
 
 def statement_sentences(kb: KnowledgeBase) -> dict[str, list[str]]:
@@ -199,4 +205,5 @@ def evaluate(kb: KnowledgeBase, qrels: list[dict[str, Any]], k: int = 5) -> Eval
                                     f"{hit.end_char}]")
             legs[leg].add(qrel["lang"], any(hit.doc_id == qrel["doc_id"] and qrel["answer"] in hit.text
                                             for hit in hits))
-    return EvalReport(k, legs, checked, problems, run_mutation_suite(statement_sentences(kb)))
+    return EvalReport(k, legs, checked, problems, run_mutation_suite(statement_sentences(kb)),
+                      refusal_report(kb, qrels), kb.threshold, kb.calibrated)
