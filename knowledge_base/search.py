@@ -7,7 +7,9 @@ id, and the reranker sees the candidates in that fixed order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +18,14 @@ from typing import Any, Literal
 import numpy as np
 
 from inference.encoder import EncoderRuntimeError, load_encoder
+from knowledge_base.answerability import (
+    CALIBRATION,
+    DEFAULT_THRESHOLD,
+    Answerability,
+    coverage,
+    evidence_weights,
+    query_terms,
+)
 from knowledge_base.dense import exact_top, load_matrix
 from knowledge_base.errors import KnowledgeBaseError
 from knowledge_base.fusion import reciprocal_rank_fusion
@@ -53,12 +63,27 @@ class SearchHit:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a chunk, the unit a citation points at; `text == document_text(doc_id)[start_char:end_char]`."""
+
+    sentence_id: int
+    chunk_id: int
+    doc_id: str
+    start_char: int
+    end_char: int
+    text: str
+
+
 class KnowledgeBase:
     """A verified, opened KB. Use `KnowledgeBase.open`."""
 
     def __init__(self, store: StoreReader, matrix: np.ndarray, encoder: Any, reranker: Any = None,
-                 sha256: str = "", dense_languages: tuple[str, ...] = LANGUAGES) -> None:
+                 sha256: str = "", dense_languages: tuple[str, ...] = LANGUAGES,
+                 threshold: float = DEFAULT_THRESHOLD, calibrated: bool = False) -> None:
         self.dense_languages = dense_languages
+        self.threshold = threshold  # of the answerability gate: calibrated, or the conservative default
+        self.calibrated = calibrated
         self.store = store
         self.matrix = matrix
         self.encoder = encoder
@@ -84,7 +109,10 @@ class KnowledgeBase:
         matrix = load_matrix(root / EMBEDDINGS, manifest["sections"][SECTION]["counts"]["chunks"], encoder.dim)
         sha256 = hashlib.sha256((root / MANIFEST_NAME).read_bytes()).hexdigest()
         dense_languages = tuple(manifest["sections"][SECTION]["dense_languages"])
-        return cls(StoreReader(root / DATABASE), matrix, encoder, reranker, sha256, dense_languages)
+        calibrated = CALIBRATION in manifest["artifacts"]
+        threshold = _calibrated_threshold(root) if calibrated else DEFAULT_THRESHOLD
+        return cls(StoreReader(root / DATABASE), matrix, encoder, reranker, sha256, dense_languages, threshold,
+                   calibrated)
 
     def close(self) -> None:
         self.store.close()
@@ -143,8 +171,46 @@ class KnowledgeBase:
                           row.end_char, score)
                 for chunk_id, score in best for row in [rows[chunk_id]]]
 
+    def sentences(self, chunk_id: int) -> list[Sentence]:
+        """The sentences of one chunk, in document order, with their exact spans."""
+        rows = self.store.sentence_rows(chunk_id)
+        if not rows:
+            raise KnowledgeBaseError(f"chunk_id {chunk_id!r}: no such chunk in this KB")
+        return [Sentence(*row) for row in rows]
+
     def document_text(self, doc_id: str) -> str:
         return self.store.document_text(doc_id)
+
+    @functools.cached_property
+    def chunk_count(self) -> int:
+        return self.store.chunk_count()
+
+    def evidence_score(self, query: str, hits: list[SearchHit]) -> float:
+        """The share of the query's idf that the best hit (its title, section and text) holds (`answerability`)."""
+        frequency = functools.partial(_document_frequency, self.store)
+        weights = evidence_weights(query_terms(_checked_query(query)), frequency, self.chunk_count)
+        return coverage(weights, (f"{hit.doc_title}\n{hit.section}\n{hit.text}" for hit in hits))
+
+    def answerable(self, query: str, hits: list[SearchHit]) -> Answerability:
+        """Whether the hits are evidence enough to answer at all; a refusal needs no LLM call."""
+        score = self.evidence_score(query, hits)
+        return Answerability(score >= self.threshold, score, self.threshold)
+
+
+@functools.lru_cache(maxsize=65536)
+def _document_frequency(store: StoreReader, term: tuple[str, str]) -> int:
+    return store.document_frequency(*term)
+
+
+def _calibrated_threshold(root: Path) -> float:
+    path = root / CALIBRATION
+    try:
+        threshold = json.loads(path.read_text(encoding="utf-8"))["threshold"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KnowledgeBaseError(f"{path}: expected a JSON object with a numeric 'threshold' ({exc})") from exc
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0 + 1e-6:
+        raise KnowledgeBaseError(f"{path}: field 'threshold' must be a number from 0 to 1, found {threshold!r}")
+    return float(threshold)
 
 
 def query_language(text: str) -> str:

@@ -124,6 +124,11 @@ class StoreReader:
                 found[chunk_id] = ChunkRow(*row)
         return found
 
+    def document_frequency(self, column: str, term: str) -> int:
+        """How many chunks hold `term` in FTS column `column` ("words" or "grams")."""
+        return self.db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                               (f'{column}: "{term}"',)).fetchone()[0]
+
     def chunk_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
@@ -144,6 +149,14 @@ class StoreReader:
         return self.db.execute(
             "SELECT chunk_id, ordinal, section, page, start_char, end_char, sha256 FROM chunks "
             "WHERE doc_id = ? ORDER BY ordinal", (doc_id,)).fetchall()
+
+    def sentence_rows(self, chunk_id: int) -> list[tuple[int, int, str, int, int, str]]:
+        """(sentence_id, chunk_id, doc_id, start, end, text) of one chunk, in order."""
+        return self.db.execute(
+            "SELECT s.sentence_id, s.chunk_id, c.doc_id, s.start_char, s.end_char, "
+            "substr(d.text, s.start_char + 1, s.end_char - s.start_char) FROM sentences s "
+            "JOIN chunks c USING (chunk_id) JOIN documents d USING (doc_id) WHERE s.chunk_id = ? "
+            "ORDER BY s.sentence_id", (chunk_id,)).fetchall()
 
     def sentences(self, chunk_id: int) -> list[tuple[int, int, int]]:
         """(sentence_id, start, end) of one chunk, in order."""
