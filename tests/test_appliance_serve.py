@@ -52,10 +52,12 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, 
         wait_for(lambda: received("WATCHDOG=1") and messages.count("WATCHDOG=1") >= 3, 10, "WATCHDOG=1 pings")
         status = wait_for(lambda: (s := _read_status(tmp_path / "state" / "status.json")) and s["ready"] and s,
                           10, "the status file")
-        assert [w["name"] for w in status["workers"]] == ["video", "encoder", "llm"]
-        assert {w["name"]: w["state"] for w in status["workers"]} == {"video": "ready", "encoder": "failed",
-                                                                      "llm": "ready"}
-        assert any(m.startswith("STATUS=") and "video=ready" in m for m in messages)
+        # The tiny bundle holds only an LLM: no encoder worker is started, and the box is ready without one.
+        assert {w["name"]: w["state"] for w in status["workers"]} == {"video": "ready", "llm": "ready"}
+        assert status["readiness"] == {"reason": None, "problems": []}
+        assert status["bundle"]["workers_left_out"] == {"encoder": f"{tiny_bundle}/manifest.json lists no encoder "
+                                                                   "(encoder/<role>/encoder.json)"}
+        assert any(m.startswith("STATUS=ready: video=ready, llm=ready") for m in messages)
         pids = [w["pid"] for w in status["workers"] if w["pid"]]
         assert len(pids) == 2 and all(pid_alive(pid) for pid in pids)
         affinity = {w["name"]: os.sched_getaffinity(w["pid"]) for w in status["workers"] if w["pid"]}
@@ -86,8 +88,9 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, 
     assert events[0] == "supervisor.start" and events[-1] == "supervisor.stop"
     lifecycle = [(e["event"], e["fields"]["worker"]) for e in records
                  if e["event"] in ("worker.start", "worker.ready", "worker.failed")]
-    assert lifecycle[:6] == [("worker.start", "video"), ("worker.ready", "video"), ("worker.start", "encoder"),
-                             ("worker.failed", "encoder"), ("worker.start", "llm"), ("worker.ready", "llm")]
+    assert lifecycle[:4] == [("worker.start", "video"), ("worker.ready", "video"), ("worker.start", "llm"),
+                             ("worker.ready", "llm")]
+    assert next(e for e in records if e["event"] == "supervisor.started")["fields"]["ready"] is True
     assert events.count("worker.stop") == 2 and "watchdog.feeding" in events
 
 
@@ -97,10 +100,11 @@ def test_orphans_die_with_a_killed_supervisor(tiny_bundle: Path, tmp_path: Path)
                               str(tiny_bundle), "--config", str(config), "--video-source", "/dev/video98"],
                              stderr=subprocess.DEVNULL)
     try:
-        status = wait_for(lambda: (s := _read_status(tmp_path / "state" / "status.json")) and s["ready"] and s,
-                          60, "the supervisor to be ready")
+        status = wait_for(lambda: (s := _read_status(tmp_path / "state" / "status.json")) and s["started"] and s,
+                          60, "the supervisor to start its workers")
         video, llm = status["workers"]
         assert video["state"] == "failed" and video["detail"].startswith("capture device /dev/video98: not found")
+        assert not status["ready"] and status["readiness"]["reason"] == "worker_failed"
         pid = llm["pid"]
         serve.kill()
         serve.wait(10)
