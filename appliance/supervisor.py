@@ -41,6 +41,7 @@ from appliance.protocol import Configure, Configured, WorkerName, WorkerState, W
 from appliance.readiness import Readiness, assess
 from appliance.sdnotify import SystemdNotifier
 from appliance.thermal import ThermalGovernor, ThermalSensors, Transition
+from appliance.thermal_census import take_census
 from appliance.video_worker import video_format
 from appliance.watchdogs import WatchdogFeeder
 from appliance.worker_handle import WorkerHandle, WorkerReply
@@ -68,7 +69,10 @@ def keep_off_video_cores(profile: Profile) -> list[int]:
 
 class Supervisor:
     def __init__(self, profile: Profile, bundle_dir: str | os.PathLike, config: ApplianceConfig,
-                 environ: dict[str, str] | None = None):
+                 environ: dict[str, str] | None = None, allow_missing_sensors: bool = False):
+        """Raises MissingSensorError before opening anything when a required sensor is missing."""
+        sysfs_root = Path(config.thermal.sysfs_root or profile.thermal.sysfs_root)
+        census = take_census(profile.thermal, sysfs_root, allow_missing_sensors)
         self.profile = profile
         self.bundle_dir = str(bundle_dir)
         self.config = config
@@ -96,12 +100,12 @@ class Supervisor:
         self.ring_path = Path("/dev/shm") / shm_name
         self.ring: FrameRing | None = None
         self.handles = {name: self._make_handle(name) for name in self._order}
+        sensors = ThermalSensors(sysfs_root, list(profile.thermal.sources), self.mcu, config.thermal.use_psutil,
+                                 mcu_error, census.zones)
         self.governor = ThermalGovernor(
-            profile.thermal,
-            ThermalSensors(Path(config.thermal.sysfs_root or profile.thermal.sysfs_root),
-                           list(profile.thermal.sources), self.mcu, config.thermal.use_psutil, mcu_error),
-            actuator=self, on_transition=self._on_transition,
-            poll_s=config.thermal.poll_s or profile.thermal.poll_s)
+            profile.thermal, sensors, actuator=self, on_transition=self._on_transition,
+            poll_s=config.thermal.poll_s or profile.thermal.poll_s, unmanaged=census.unmanaged(profile.name, sensors))
+        self.thermal_census = census
         self.llm = LlmClient(self._handle("llm"), lambda: self.governor.admission_paused, config.llm.max_queue)
         self.encoder = EncoderClient(self._handle("encoder"))
         self.video = VideoClient(self._handle("video"), None, self.video_format.pixel_format,
@@ -167,7 +171,8 @@ class Supervisor:
     def start(self) -> None:
         self.manifest_sha256 = manifest_sha256(self.bundle_dir)
         self._audit("supervisor.start", pid=os.getpid(), profile=self.profile.name, bundle=self.bundle_dir,
-                    manifest_sha256=self.manifest_sha256, workers=self._order, left_out=self.left_out)
+                    manifest_sha256=self.manifest_sha256, workers=self._order, left_out=self.left_out,
+                    thermal_unmanaged=self.governor.unmanaged, sensors_missing=list(self.thermal_census.missing))
         for name, why in self.left_out.items():
             log.info("not starting the %s worker: %s", name, why)
         if "video" in self.handles:
@@ -377,4 +382,6 @@ class Supervisor:
         """systemd's STATUS=: the readiness verdict first, as /health/ready gives it, then each worker."""
         verdict = "ready" if status["ready"] else f"not ready ({status['readiness']['reason']})"
         workers = ", ".join(f"{w['name']}={w['state']}" for w in status["workers"])
-        return f"{verdict}: {workers}; thermal={status['thermal']['band'] or 'normal'}"
+        thermal = status["thermal"]
+        band = f"unmanaged ({thermal['unmanaged']})" if thermal["unmanaged"] else thermal["band"] or "normal"
+        return f"{verdict}: {workers}; thermal={band}"
