@@ -66,7 +66,7 @@ def _run(profile: Any, bundle: Path, workdir: Path, clip: Path, video: dict[str,
                 tokens[0] += isinstance(event, Token)
 
     try:
-        if not supervisor.wait_ready(120):
+        if not supervisor.wait_started(120):
             raise click.ClickException(f"workers not ready: {supervisor.status()['workers']}")
         if "llm" in workers:
             if supervisor.handles["llm"].state != WorkerState.READY:

@@ -22,8 +22,11 @@ EXIT_THERMAL_SHUTDOWN = 75  # systemd units list it in RestartPreventExitStatus:
 @click.option("--host", help="Address of the local API (overrides http.host; default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port of the local API (overrides http.port; 0: any free).")
 @click.option("--keys", "keys_file", type=click.Path(dir_okay=False), help="API keys file (overrides http.keys_file).")
+@click.option("--allow-missing-sensors", is_flag=True,
+              help="Start even if a sensor the profile requires (thermal.required_sensors) is missing: bench work "
+                   "only, never in an operating room.")
 def serve(profile_name: str, bundle_dir: str, config_path: str | None, video_source: str | None,
-          host: str | None, port: int | None, keys_file: str | None) -> None:
+          host: str | None, port: int | None, keys_file: str | None, allow_missing_sensors: bool) -> None:
     """Run the box: video, encoder and LLM workers under supervision, watchdogs and thermal governor.
 
     Stops cleanly on SIGTERM/SIGINT (bounded by supervisor.shutdown_timeout_s) and on a thermal
@@ -49,18 +52,23 @@ def serve(profile_name: str, bundle_dir: str, config_path: str | None, video_sou
         check_listen(Listen(config.http.host, config.http.port, config.http.tls_cert, config.http.tls_key))
     except ServerError as exc:
         raise click.ClickException(str(exc)) from exc
-    exit_code = _run_supervisor(profile, bundle_dir, config)
+    exit_code = _run_supervisor(profile, profile_name, bundle_dir, config, allow_missing_sensors)
     sys.exit(exit_code)
 
 
-def _run_supervisor(profile, bundle_dir: str, config) -> int:
+def _run_supervisor(profile, profile_name: str, bundle_dir: str, config, allow_missing_sensors: bool) -> int:
     from appliance.audit import AuditError
     from appliance.supervisor import Supervisor, keep_off_video_cores
+    from appliance.thermal_census import MissingSensorError
+    from hw_profiles.loader import resolve_profile_path
 
     try:
-        supervisor = Supervisor(profile, bundle_dir, config)
+        supervisor = Supervisor(profile, bundle_dir, config, allow_missing_sensors=allow_missing_sensors)
     except AuditError as exc:
         raise click.ClickException(str(exc)) from exc
+    except MissingSensorError as exc:
+        path = resolve_profile_path(profile_name)
+        raise click.ClickException("\n".join(f"{path}: {line}" for line in str(exc).splitlines())) from exc
     stop_signal = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:

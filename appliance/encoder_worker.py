@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from appliance.model_bundle import encoder_roles
 from appliance.protocol import Embed, Embedded, Op, Ready, RequestFailed, Rerank, Reranked
 from appliance.worker_process import WorkerFailure, WorkerRuntime
 from primitives.artifacts import load_manifest
-
-ROLES = ("embedding", "reranker")
 
 
 class EncoderWorker(WorkerRuntime):
@@ -26,8 +25,7 @@ class EncoderWorker(WorkerRuntime):
             from inference import encoder as runtime
         except ImportError as exc:
             raise WorkerFailure(f"the box-side encoder loader is not installed ({exc})") from exc
-        manifest = load_manifest(self.spec.bundle_dir)
-        present = [role for role in ROLES if f"encoder/{role}/encoder.json" in manifest["artifacts"]]
+        present = encoder_roles(load_manifest(self.spec.bundle_dir))
         if not present:
             raise WorkerFailure(f"{self.spec.bundle_dir}/manifest.json lists no encoder "
                                 "(no encoder/<role>/encoder.json); build one with `orbox quantize encoder`")

@@ -14,6 +14,8 @@ from typing import Any
 
 from primitives.artifacts import MANIFEST_NAME, ModelBundleError, file_digest, load_manifest, verify_artifact
 
+ENCODER_ROLES = ("embedding", "reranker")
+
 
 @dataclass(frozen=True)
 class CheckedArtifact:
@@ -28,11 +30,20 @@ def manifest_sha256(bundle_dir: str | os.PathLike) -> str | None:
     return file_digest(path).sha256 if path.is_file() else None
 
 
+def llm_ggufs(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The manifest's LLM GGUF entries by relpath (empty: the bundle holds no LLM)."""
+    return {relpath: entry for relpath, entry in manifest["artifacts"].items()
+            if isinstance(entry, dict) and entry.get("kind") == "gguf" and entry.get("role", "llm") == "llm"}
+
+
+def encoder_roles(manifest: dict[str, Any]) -> list[str]:
+    """The encoder roles the manifest holds, each as `encoder/<role>/encoder.json` (empty: no encoder)."""
+    return [role for role in ENCODER_ROLES if f"encoder/{role}/encoder.json" in manifest["artifacts"]]
+
+
 def checked_llm_gguf(bundle_dir: str | os.PathLike, preference: list[str]) -> CheckedArtifact:
     """The bundle's GGUF of the most preferred quant type, after its sha256 check."""
-    manifest = load_manifest(bundle_dir)
-    candidates = {relpath: entry for relpath, entry in manifest["artifacts"].items()
-                  if isinstance(entry, dict) and entry.get("kind") == "gguf" and entry.get("role", "llm") == "llm"}
+    candidates = llm_ggufs(load_manifest(bundle_dir))
     if not candidates:
         raise ModelBundleError(f"{Path(bundle_dir) / MANIFEST_NAME}: lists no artifact with kind 'gguf' "
                               "and role 'llm'; build one with `orbox quantize llm`")

@@ -1,8 +1,8 @@
 """systemd notification (sd_notify) without libsystemd: one datagram per message to NOTIFY_SOCKET.
 
-`READY=1` once the critical workers are ready, `WATCHDOG=1` from the supervisor's work loop at
-half of WATCHDOG_USEC (only while every critical worker makes progress), `STATUS=` for humans,
-`STOPPING=1` on shutdown. Without NOTIFY_SOCKET (not started by systemd) every call is a no-op.
+`READY=1` once every worker settled, `WATCHDOG=1` from the supervisor's work loop at half of
+WATCHDOG_USEC (only while every critical worker makes progress), `STATUS=` the readiness verdict
+for humans, `STOPPING=1` on shutdown. Without NOTIFY_SOCKET (not started by systemd) every call is a no-op.
 """
 
 from __future__ import annotations

@@ -1,16 +1,18 @@
-"""The supervisor: starts the video, encoder and LLM workers in that order, keeps them alive,
+"""The supervisor: starts the video, encoder and LLM workers that the config and the model bundle call
+for, in that order, keeps them alive,
 feeds the watchdogs only while they really work, sheds heat, and exposes the in-process API.
 
 In-process API (used by the HTTP layer, issue 7, which runs in this same process)::
 
-    sup = Supervisor(profile, bundle_dir, config); sup.start(); sup.wait_ready(timeout)
+    sup = Supervisor(profile, bundle_dir, config); sup.start(); sup.wait_started(timeout)
     sup.llm        LlmClient: submit(params, kind, loop=...) -> TokenStream, cancel(id), queue_depth(),
                    admission() (raises Unavailable -> 503 + Retry-After)
     sup.encoder    EncoderClient: embed(texts), rerank(query, docs), submit_embed(texts) -> Future
     sup.video      VideoClient: latest_jpeg(), stats()
     sup.governor   ThermalGovernor: band, admission_paused, status()
     sup.audit      AuditLog: append(event, **fields) for per-request records
-    sup.status()   {"workers": [{"name", "pid", "state", "restarts", ...}], "thermal", "watchdog", ...}
+    sup.readiness() appliance.readiness.Readiness: ready, or the reason class (the one verdict of every view)
+    sup.status()   {"ready", "readiness", "workers": [{"name", "pid", "state", "restarts", ...}], "thermal", ...}
                    (each worker entry is a protocol.WorkerStatus; status.json holds the same)
     sup.stop()     ordered shutdown (LLM and encoder first, video last), bounded by shutdown_timeout_s
 
@@ -35,14 +37,16 @@ from appliance.config import ApplianceConfig
 from appliance.frame_ring import FrameRing, frame_shape
 from appliance.mcu_client import McuClient, McuError
 from appliance.model_bundle import manifest_sha256
-from appliance.protocol import WORKER_NAMES, Configure, Configured, WorkerName, WorkerState
+from appliance.protocol import Configure, Configured, WorkerName, WorkerState, WorkerStatus
+from appliance.readiness import Readiness, assess
 from appliance.sdnotify import SystemdNotifier
 from appliance.thermal import ThermalGovernor, ThermalSensors, Transition
+from appliance.thermal_census import take_census
 from appliance.video_worker import video_format
 from appliance.watchdogs import WatchdogFeeder
 from appliance.worker_handle import WorkerHandle, WorkerReply
 from appliance.worker_process import WorkerSpec
-from appliance.workers import WORKERS, system_cores_off_video
+from appliance.workers import WORKERS, system_cores_off_video, workers_to_start
 from hw_profiles import Profile
 from primitives.atomic import atomic_write_text
 
@@ -65,7 +69,10 @@ def keep_off_video_cores(profile: Profile) -> list[int]:
 
 class Supervisor:
     def __init__(self, profile: Profile, bundle_dir: str | os.PathLike, config: ApplianceConfig,
-                 environ: dict[str, str] | None = None):
+                 environ: dict[str, str] | None = None, allow_missing_sensors: bool = False):
+        """Raises MissingSensorError before opening anything when a required sensor is missing."""
+        sysfs_root = Path(config.thermal.sysfs_root or profile.thermal.sysfs_root)
+        census = take_census(profile.thermal, sysfs_root, allow_missing_sensors)
         self.profile = profile
         self.bundle_dir = str(bundle_dir)
         self.config = config
@@ -75,10 +82,10 @@ class Supervisor:
         self.mcu, mcu_error = self._open_mcu()
         self.shutdown_reason: str | None = None
         self.shutdown_requested = threading.Event()
-        self.ready_event = threading.Event()
+        self.started_event = threading.Event()  # every worker spawned and settled once (systemd READY=1)
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
-        self._order = [name for name in WORKER_NAMES if name in config.supervisor.workers]
+        self._order, self.left_out = workers_to_start(config.supervisor.workers, bundle_dir)
         self._to_start: list[WorkerName] = []
         self._starting: WorkerName | None = None
         self._llm_reduced = False
@@ -93,12 +100,12 @@ class Supervisor:
         self.ring_path = Path("/dev/shm") / shm_name
         self.ring: FrameRing | None = None
         self.handles = {name: self._make_handle(name) for name in self._order}
+        sensors = ThermalSensors(sysfs_root, list(profile.thermal.sources), self.mcu, config.thermal.use_psutil,
+                                 mcu_error, census.zones)
         self.governor = ThermalGovernor(
-            profile.thermal,
-            ThermalSensors(Path(config.thermal.sysfs_root or profile.thermal.sysfs_root),
-                           list(profile.thermal.sources), self.mcu, config.thermal.use_psutil, mcu_error),
-            actuator=self, on_transition=self._on_transition,
-            poll_s=config.thermal.poll_s or profile.thermal.poll_s)
+            profile.thermal, sensors, actuator=self, on_transition=self._on_transition,
+            poll_s=config.thermal.poll_s or profile.thermal.poll_s, unmanaged=census.unmanaged(profile.name, sensors))
+        self.thermal_census = census
         self.llm = LlmClient(self._handle("llm"), lambda: self.governor.admission_paused, config.llm.max_queue)
         self.encoder = EncoderClient(self._handle("encoder"))
         self.video = VideoClient(self._handle("video"), None, self.video_format.pixel_format,
@@ -164,7 +171,10 @@ class Supervisor:
     def start(self) -> None:
         self.manifest_sha256 = manifest_sha256(self.bundle_dir)
         self._audit("supervisor.start", pid=os.getpid(), profile=self.profile.name, bundle=self.bundle_dir,
-                    manifest_sha256=self.manifest_sha256, workers=self._order)
+                    manifest_sha256=self.manifest_sha256, workers=self._order, left_out=self.left_out,
+                    thermal_unmanaged=self.governor.unmanaged, sensors_missing=list(self.thermal_census.missing))
+        for name, why in self.left_out.items():
+            log.info("not starting the %s worker: %s", name, why)
         if "video" in self.handles:
             fmt = self.video_format
             self.ring = FrameRing.create(self.ring_path, frame_shape(fmt.width, fmt.height, fmt.pixel_format),
@@ -181,8 +191,9 @@ class Supervisor:
         self._thread = threading.Thread(target=self._loop, name="supervisor", daemon=True)
         self._thread.start()
 
-    def wait_ready(self, timeout_s: float) -> bool:
-        return self.ready_event.wait(timeout_s)
+    def wait_started(self, timeout_s: float) -> bool:
+        """Wait until every worker was spawned and settled once (ready or refused); see readiness() for ready."""
+        return self.started_event.wait(timeout_s)
 
     def request_shutdown(self, reason: str) -> None:
         if self.shutdown_reason is None:
@@ -239,7 +250,7 @@ class Supervisor:
                     handle.check(now)
                 self._settle()
                 healthy, why_not = self._critical_health()
-                self.feeder.tick(self.ready_event.is_set() and healthy, why_not)
+                self.feeder.tick(self.started_event.is_set() and healthy, why_not)
                 self._publish_status()
             except Exception:  # the loop feeds the watchdogs: log and go on rather than die silently
                 log.exception("supervisor loop")
@@ -261,13 +272,16 @@ class Supervisor:
         self.handles[name].spawn()
 
     def _settle(self) -> None:
-        if self.ready_event.is_set() or self._to_start:
+        """READY=1 once start-up is over, ready or not: withholding it would make systemd kill the box, video
+        and all, after TimeoutStartSec. STATUS= then says whether it is ready, as /health/ready does."""
+        if self.started_event.is_set() or self._to_start:
             return
         if all(handle.state != WorkerState.STARTING for handle in self.handles.values()):
-            self.ready_event.set()
-            summary = ", ".join(f"{h.name}={h.state}" for h in self.handles.values())
-            self._audit("supervisor.ready", workers=summary)
-            self.notifier.notify("READY=1", f"STATUS=serving: {summary}")
+            self.started_event.set()
+            status = self.status()
+            self._audit("supervisor.started", ready=status["ready"], reason=status["readiness"]["reason"],
+                        workers={w["name"]: w["state"] for w in status["workers"]})
+            self.notifier.notify("READY=1", f"STATUS={self._status_line(status)}")
 
     def _critical_health(self) -> tuple[bool, str]:
         bad = [f"{h.name} {h.state}" + (f" ({h.detail})" if h.detail else "")
@@ -323,15 +337,27 @@ class Supervisor:
 
     # ------------------------------------------------------------------ status
 
+    def readiness(self) -> Readiness:
+        return self._assess([handle.status() for handle in self.handles.values()])
+
+    def _assess(self, workers: list[WorkerStatus]) -> Readiness:
+        return assess(workers, self.started_event.is_set(), "llm" in self.handles and self.governor.admission_paused,
+                      self.shutdown_requested.is_set() or self._stop_event.is_set())
+
     def status(self) -> dict[str, Any]:
+        workers = [handle.status() for handle in self.handles.values()]
+        verdict = self._assess(workers)
         return {
             "pid": os.getpid(),
             "profile": self.profile.name,
-            "bundle": {"path": self.bundle_dir, "manifest_sha256": self.manifest_sha256},
+            "bundle": {"path": self.bundle_dir, "manifest_sha256": self.manifest_sha256,
+                       "workers_left_out": self.left_out},
             "uptime_s": round(time.monotonic() - self.started_at, 3),
-            "ready": self.ready_event.is_set(),
+            "ready": verdict.ready,
+            "readiness": {"reason": verdict.reason, "problems": verdict.problems},
+            "started": self.started_event.is_set(),
             "shutdown": self.shutdown_reason,
-            "workers": [asdict(handle.status()) for handle in self.handles.values()],
+            "workers": [asdict(worker) for worker in workers],
             "thermal": {**self.governor.status(), "fan_up": self._fan_up},
             "watchdog": self.feeder.status(),
             "llm": {"queue_depth": self.llm.queue_depth(), "admission_paused": self.governor.admission_paused,
@@ -346,8 +372,16 @@ class Supervisor:
         self._next_status = now + STATUS_EVERY_S
         status = self.status()
         atomic_write_text(self.config.status_path, json.dumps(status, indent=2, default=str) + "\n")
-        text = ", ".join(f"{w['name']}={w['state']}" for w in status["workers"])
-        text += f"; thermal={status['thermal']['band'] or 'normal'}"
+        text = self._status_line(status)
         if text != self._last_status_text:
             self._last_status_text = text
             self.notifier.notify(f"STATUS={text}")
+
+    @staticmethod
+    def _status_line(status: dict[str, Any]) -> str:
+        """systemd's STATUS=: the readiness verdict first, as /health/ready gives it, then each worker."""
+        verdict = "ready" if status["ready"] else f"not ready ({status['readiness']['reason']})"
+        workers = ", ".join(f"{w['name']}={w['state']}" for w in status["workers"])
+        thermal = status["thermal"]
+        band = f"unmanaged ({thermal['unmanaged']})" if thermal["unmanaged"] else thermal["band"] or "normal"
+        return f"{verdict}: {workers}; thermal={band}"

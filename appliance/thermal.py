@@ -2,7 +2,9 @@
 
 Sensors are the profile's thermal zones under a sysfs root (millidegrees C in `temp`), the serial
 MCU's sensors, and psutil's hwmon readings when it has any. The governor works on the hottest
-reading. A zone or MCU sensor that cannot be read counts as *hot*: the effective temperature is
+reading. Which zones the box has is settled at start (appliance.thermal_census): a box with no
+sensor at all, where its profile allows that, runs unmanaged. A zone that was readable at start, or
+an MCU sensor, that cannot be read counts as *hot*: the effective temperature is
 then at least the entry of the most severe band, so the LLM is shed; an unreadable sensor never
 shuts the box down (only a real reading at or above `critical_c` does), because stopping the
 surgical video over a broken sensor cable would be worse than the heat.
@@ -20,7 +22,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,10 +44,14 @@ class Reading:
 
 
 class ThermalSensors:
+    """`expected` are the zones readable at start: one that fails or vanishes later is a fault (hot); other
+    zones are read when they can be and otherwise ignored, since the box never depended on them."""
+
     def __init__(self, sysfs_root: Path, zone_globs: list[str], mcu: McuClient | None, use_psutil: bool,
-                 mcu_error: str | None = None):
+                 mcu_error: str | None = None, expected: Collection[str] = ()):
         self.sysfs_root = sysfs_root
         self.zone_globs = zone_globs
+        self.expected = frozenset(expected)
         self.mcu = mcu
         self.mcu_error = mcu_error  # the MCU is configured but its port could not be opened
         self.use_psutil = use_psutil
@@ -63,13 +69,14 @@ class ThermalSensors:
 
     def _read_sysfs(self, reading: Reading) -> None:
         zones = sorted({path for pattern in self.zone_globs for path in self.sysfs_root.glob(pattern)})
-        if not zones:
-            reading.unreadable["sysfs"] = f"no thermal zone matches {self.zone_globs} under {self.sysfs_root}"
         for zone in zones:
             try:
                 reading.temps[f"sysfs:{zone.name}"] = int((zone / "temp").read_text().strip()) / 1000.0
             except (OSError, ValueError) as exc:
-                reading.unreadable[f"sysfs:{zone.name}"] = f"{zone / 'temp'}: {exc}"
+                if zone.name in self.expected:
+                    reading.unreadable[f"sysfs:{zone.name}"] = f"{zone / 'temp'}: {exc}"
+        for name in sorted(self.expected - {zone.name for zone in zones}):
+            reading.unreadable[f"sysfs:{name}"] = f"{self.sysfs_root / name}: gone (it was readable at start)"
 
     def _read_mcu(self, reading: Reading) -> None:
         try:
@@ -116,7 +123,8 @@ class Transition:
 
 class ThermalGovernor:
     def __init__(self, thermal_spec: Any, sensors: ThermalSensors, actuator: Actuator,
-                 on_transition: Callable[[Transition], None], poll_s: float):
+                 on_transition: Callable[[Transition], None], poll_s: float, unmanaged: str | None = None):
+        self.unmanaged = unmanaged  # why the box has no sensor to act on; the governor then never polls
         self.bands = sorted(thermal_spec.bands, key=lambda band: band.enter_c)
         self.critical_c = float(thermal_spec.critical_c)
         self.sensors = sensors
@@ -147,6 +155,8 @@ class ThermalGovernor:
             hottest = reading.hottest
             effective = hottest
             reason = f"hottest sensor {hottest:.1f} C" if hottest is not None else "no readable sensor"
+            if hottest is None and not reading.unreadable:  # every sensor the box had at start went silent
+                reading.unreadable["sensors"] = "no sensor gave a reading"
             if reading.unreadable:
                 assumed = self.bands[-1].enter_c
                 effective = assumed if hottest is None else max(hottest, assumed)
@@ -187,6 +197,8 @@ class ThermalGovernor:
     def status(self) -> dict[str, Any]:
         with self._lock:
             return {
+                "managed": self.unmanaged is None,
+                "unmanaged": self.unmanaged,
                 "band": self.band,
                 "temperature_c": self.effective_c,
                 "sensors": dict(self.last_reading.temps),
@@ -197,6 +209,9 @@ class ThermalGovernor:
             }
 
     def start(self) -> None:
+        if self.unmanaged is not None:
+            log.warning("thermal: unmanaged (%s)", self.unmanaged)
+            return
         self._thread = threading.Thread(target=self._run, name="thermal-governor", daemon=True)
         self._thread.start()
 

@@ -270,10 +270,16 @@ class Band(_Section):
 
 
 class ThermalSpec(_Section):
-    """Sensors and bands. `sources` are globs of thermal-zone directories under `sysfs_root`."""
+    """Sensors and bands. `sources` are globs of thermal-zone directories under `sysfs_root`.
+
+    `required_sensors` are the `sources` that must each match a readable zone when the box starts
+    (`orbox serve` refuses otherwise); a box without them cannot shed heat. `[]` (dev) runs
+    unmanaged where the machine has no sensor at all.
+    """
 
     sysfs_root: str = "/sys/class/thermal"
     sources: list[str] = Field(min_length=1)
+    required_sensors: list[str]
     poll_s: float = Field(1.0, gt=0, le=60)
     bands: list[Band] = Field(min_length=1)
     critical_c: float = Field(ge=40, le=150, description="at or above this the box shuts down")
@@ -290,6 +296,18 @@ class ThermalSpec(_Section):
                 raise ValueError(f"expected a glob relative to sysfs_root such as 'thermal_zone*', "
                                  f"found {pattern!r}")
         return _unique(sources, "source")
+
+    @field_validator("required_sensors")
+    @classmethod
+    def _required_unique(cls, required: list[str]) -> list[str]:
+        return _unique(required, "sensor")
+
+    @model_validator(mode="after")
+    def _required_are_sources(self) -> ThermalSpec:
+        unknown = [pattern for pattern in self.required_sensors if pattern not in self.sources]
+        if unknown:
+            raise KeyedError("required_sensors", f"{unknown} are not among sources {self.sources}")
+        return self
 
     @model_validator(mode="after")
     def _bands_escalate(self) -> ThermalSpec:

@@ -80,16 +80,22 @@ def test_every_request_is_audited_without_patient_text(api_server: Server) -> No
     assert verify_log(api_server.audit_path)[1] == []
 
 
-def test_health_ready_status_and_models_need_a_key_but_live_and_status_page_do_not(api_server: Server) -> None:
+def test_health_and_status_page_are_public_but_status_and_models_need_a_key(api_server: Server) -> None:
+    # serve() probed /health/ready without a key from the moment it listened: loading, then ready.
+    *loading, ready = api_server.ready_probes
+    assert loading, "the first probe came after the workers were ready"
+    assert all(probe == (503, {"status": "not_ready", "reason": "loading"}, "5") for probe in loading)
+    assert ready == (200, {"status": "ready"}, None)
     assert httpx.get(api_server.url + "/health/live").json() == {"status": "live"}
+    assert httpx.get(api_server.url + "/health/ready").json() == {"status": "ready"}
     assert httpx.get(api_server.url + "/status").status_code == 200
     assert httpx.get(api_server.url + "/status/summary").json()["ready"] is True
-    for path in ("/health/ready", "/v1/models", "/metrics", "/api/status"):
+    for path in ("/v1/models", "/metrics", "/api/status"):
         response = httpx.get(api_server.url + path)
         assert response.status_code == 401 and response.json()["error"]["type"] == "authentication_error", path
     with api_server.client() as client:
-        assert client.get("/health/ready").json() == {"status": "ready"}
         status = client.get("/api/status").json()
+    assert status["ready"] is True and status["readiness"] == {"reason": None, "problems": []}
     assert {w["name"]: w["state"] for w in status["workers"]} == {"video": "ready", "encoder": "ready",
                                                                   "llm": "ready"}
     assert status["profile"] == "dev" and status["thermal"]["band"] is None
@@ -106,6 +112,9 @@ def test_thermal_pause_answers_503_with_retry_after_and_recovers(api_server: Ser
             assert paused.json()["error"]["type"] == "service_unavailable" and "thermal" in paused.json()["error"][
                 "message"]
             assert client.get("/health/live").status_code == 200
+        not_ready = httpx.get(api_server.url + "/health/ready")  # public: no key
+        assert (not_ready.status_code, not_ready.json()) == (503, {"status": "not_ready", "reason": "thermal_paused"})
+        assert not_ready.headers["retry-after"] == "30"
     finally:
         api_server.set_temperature(40.0)
     with api_server.client() as client:

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+from api_data.fixtures import serve
 from appliance_data.fixtures import (
     audit_events,
     pid_alive,
@@ -20,6 +22,7 @@ from appliance_data.fixtures import (
 from conftest import orbox_cli
 
 from appliance.audit import verify_log
+from hw_profiles.loader import PROFILES_DIR
 
 
 def _read_status(path: Path) -> dict | None:
@@ -52,10 +55,12 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, 
         wait_for(lambda: received("WATCHDOG=1") and messages.count("WATCHDOG=1") >= 3, 10, "WATCHDOG=1 pings")
         status = wait_for(lambda: (s := _read_status(tmp_path / "state" / "status.json")) and s["ready"] and s,
                           10, "the status file")
-        assert [w["name"] for w in status["workers"]] == ["video", "encoder", "llm"]
-        assert {w["name"]: w["state"] for w in status["workers"]} == {"video": "ready", "encoder": "failed",
-                                                                      "llm": "ready"}
-        assert any(m.startswith("STATUS=") and "video=ready" in m for m in messages)
+        # The tiny bundle holds only an LLM: no encoder worker is started, and the box is ready without one.
+        assert {w["name"]: w["state"] for w in status["workers"]} == {"video": "ready", "llm": "ready"}
+        assert status["readiness"] == {"reason": None, "problems": []}
+        assert status["bundle"]["workers_left_out"] == {"encoder": f"{tiny_bundle}/manifest.json lists no encoder "
+                                                                   "(encoder/<role>/encoder.json)"}
+        assert any(m.startswith("STATUS=ready: video=ready, llm=ready") for m in messages)
         pids = [w["pid"] for w in status["workers"] if w["pid"]]
         assert len(pids) == 2 and all(pid_alive(pid) for pid in pids)
         affinity = {w["name"]: os.sched_getaffinity(w["pid"]) for w in status["workers"] if w["pid"]}
@@ -86,8 +91,9 @@ def test_serve_notifies_systemd_and_stops_cleanly_on_sigterm(tiny_bundle: Path, 
     assert events[0] == "supervisor.start" and events[-1] == "supervisor.stop"
     lifecycle = [(e["event"], e["fields"]["worker"]) for e in records
                  if e["event"] in ("worker.start", "worker.ready", "worker.failed")]
-    assert lifecycle[:6] == [("worker.start", "video"), ("worker.ready", "video"), ("worker.start", "encoder"),
-                             ("worker.failed", "encoder"), ("worker.start", "llm"), ("worker.ready", "llm")]
+    assert lifecycle[:4] == [("worker.start", "video"), ("worker.ready", "video"), ("worker.start", "llm"),
+                             ("worker.ready", "llm")]
+    assert next(e for e in records if e["event"] == "supervisor.started")["fields"]["ready"] is True
     assert events.count("worker.stop") == 2 and "watchdog.feeding" in events
 
 
@@ -97,10 +103,11 @@ def test_orphans_die_with_a_killed_supervisor(tiny_bundle: Path, tmp_path: Path)
                               str(tiny_bundle), "--config", str(config), "--video-source", "/dev/video98"],
                              stderr=subprocess.DEVNULL)
     try:
-        status = wait_for(lambda: (s := _read_status(tmp_path / "state" / "status.json")) and s["ready"] and s,
-                          60, "the supervisor to be ready")
+        status = wait_for(lambda: (s := _read_status(tmp_path / "state" / "status.json")) and s["started"] and s,
+                          60, "the supervisor to start its workers")
         video, llm = status["workers"]
         assert video["state"] == "failed" and video["detail"].startswith("capture device /dev/video98: not found")
+        assert not status["ready"] and status["readiness"]["reason"] == "worker_failed"
         pid = llm["pid"]
         serve.kill()
         serve.wait(10)
@@ -124,3 +131,34 @@ def test_serve_rejects_a_malformed_config_naming_file_and_key(tmp_path: Path) ->
 def test_serve_rejects_an_unknown_profile(tmp_path: Path) -> None:
     result = orbox_cli("serve", "--profile", "no-such-box", "--bundle", str(tmp_path))
     assert result.returncode == 1 and "no-such-box" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dev_without_thermal_zones_serves_an_llm_only_bundle_and_every_view_agrees(tiny_bundle: Path,
+                                                                                    tmp_path: Path) -> None:
+    # A VM or laptop: no zone at all under the sysfs root. `dev` requires none, so the box runs unmanaged.
+    with serve(tiny_bundle, tmp_path, thermal={"sysfs_root": str(tmp_path / "no-zones")}) as server:
+        *loading, ready = server.ready_probes  # /health/ready without a key, from the moment it listened
+        assert all(code == 503 and body["reason"] == "loading" and retry == "5" for code, body, retry in loading)
+        assert ready == (200, {"status": "ready"}, None)
+        status = wait_for(lambda: (s := _read_status(server.state_dir / "status.json")) and s["ready"] and s, 2,
+                          "status.json (rewritten every 0.5 s) to say ready too")
+        assert httpx.get(server.url + "/health/ready").status_code == 200
+        assert {w["name"]: w["state"] for w in status["workers"]} == {"video": "ready", "llm": "ready"}
+        assert status["thermal"]["managed"] is False and status["thermal"]["band"] is None
+        assert status["thermal"]["unmanaged"] == "profile dev requires no sensor"
+        assert httpx.get(server.url + "/status/summary").json()["thermal"]["band"] == "unmanaged"
+        with server.client() as client:
+            assert client.get("/api/status").json()["ready"] is True
+            missing = client.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": ["x"]})
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+    assert "thermal: unmanaged (profile dev requires no sensor)" in "".join(server.stderr_lines)
+
+
+def test_a_box_profile_with_its_sensor_missing_is_refused_naming_it(tiny_bundle: Path, tmp_path: Path) -> None:
+    config = site_config(tmp_path, thermal={"sysfs_root": str(tmp_path / "no-zones")})
+    result = orbox_cli("serve", "--profile", "server-avx512-vnni", "--bundle", str(tiny_bundle), "--config",
+                       str(config), timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (f"{PROFILES_DIR / 'server-avx512-vnni.toml'}: thermal.required_sensors: sensor 'thermal_zone*' is "
+            f"required, but no readable thermal zone under {tmp_path / 'no-zones'} matches it") in result.stderr
+    assert "--allow-missing-sensors" in result.stderr

@@ -132,8 +132,9 @@ def test_damaged_gguf_is_refused_and_video_keeps_serving(bundle_copy: Path, tmp_
     config = site_config(tmp_path)
     with running_supervisor(bundle_copy, config) as supervisor:
         status = supervisor.status()  # right after start-up settled (failed workers are retried later)
-        llm, encoder = worker(status, "llm"), worker(status, "encoder")
-        assert encoder["state"] == "failed" and "lists no encoder" in encoder["detail"]  # this bundle has none
+        llm = worker(status, "llm")
+        assert [w["name"] for w in status["workers"]] == ["video", "llm"]  # this bundle holds no encoder
+        assert not status["ready"] and status["readiness"]["reason"] == "worker_failed"
         assert llm["state"] == "failed" and str(gguf) in llm["detail"] and expected in llm["detail"]
         assert "refusing to load" in llm["detail"] if damage == "flip" else True
         with pytest.raises(Unavailable, match="failed"):
@@ -142,7 +143,7 @@ def test_damaged_gguf_is_refused_and_video_keeps_serving(bundle_copy: Path, tmp_
         wait_for(lambda: worker(supervisor.status(), "video")["last_progress"].get("progress", 0) > frames + 5,
                  5, "video frames while the LLM is refused")
     failed = [e for e in audit_events(tmp_path / "state" / "audit.jsonl") if e["event"] == "worker.failed"]
-    assert {e["fields"]["worker"] for e in failed} == {"llm", "encoder"}
+    assert {e["fields"]["worker"] for e in failed} == {"llm"}
 
 
 def test_missing_capture_device_is_reported_and_the_llm_keeps_serving(tiny_bundle: Path,

@@ -18,6 +18,8 @@ from appliance_data.fixtures import (
 from appliance.clients import Unavailable
 from appliance.mcu_client import McuClient
 from appliance.thermal import ThermalSensors
+from appliance.thermal_census import MissingSensorError, take_census
+from hw_profiles import load_profile
 
 
 def test_ramp_sheds_llm_load_in_order_with_hysteresis_and_video_last(tiny_bundle: Path,
@@ -101,13 +103,33 @@ def test_sensors_read_sysfs_and_mcu_and_flag_faults(tmp_path: Path) -> None:
     (tmp_path / "sys" / "thermal_zone9").mkdir()
     (tmp_path / "sys" / "thermal_zone9" / "temp").write_text("garbage\n")
     client = McuClient(str(sim.link))
-    try:
-        reading = ThermalSensors(tmp_path / "sys", ["thermal_zone*"], client, use_psutil=False).read()
+    try:  # zone9 was readable at start: garbage now is a fault; zone7 never was: it is ignored
+        reading = ThermalSensors(tmp_path / "sys", ["thermal_zone*"], client, use_psutil=False,
+                                 expected={"thermal_zone0", "thermal_zone9", "thermal_zone7"}).read()
     finally:
         client.close()
         sim.stop()
     assert reading.temps == {"sysfs:thermal_zone0": 47.25, "sysfs:thermal_zone3": 45.0, "mcu:0": 51.5}
-    assert set(reading.unreadable) == {"sysfs:thermal_zone9", "mcu:1"} and reading.hottest == 51.5
+    assert set(reading.unreadable) == {"sysfs:thermal_zone9", "sysfs:thermal_zone7", "mcu:1"}
+    assert reading.hottest == 51.5 and "gone (it was readable at start)" in reading.unreadable["sysfs:thermal_zone7"]
+    assert ThermalSensors(tmp_path / "sys", ["thermal_zone*"], None, use_psutil=False).read().unreadable == {}
     empty = ThermalSensors(tmp_path / "nowhere", ["thermal_zone*"], None, use_psutil=False,
                            mcu_error="serial port /dev/ttyS1: cannot open").read()
-    assert empty.hottest is None and set(empty.unreadable) == {"sysfs", "mcu"}
+    assert empty.hottest is None and set(empty.unreadable) == {"mcu"}
+
+
+def test_a_required_sensor_missing_at_start_is_refused_unless_allowed(tmp_path: Path) -> None:
+    box = load_profile("server-avx512-vnni").thermal
+    with pytest.raises(MissingSensorError, match=r"thermal.required_sensors: sensor 'thermal_zone\*' is required, "
+                                                 f"but no readable thermal zone under {tmp_path} matches it"):
+        take_census(box, tmp_path, allow_missing=False)
+    bench = take_census(box, tmp_path, allow_missing=True)
+    sensors = ThermalSensors(tmp_path, ["thermal_zone*"], None, use_psutil=False)
+    assert bench.missing == ("thermal_zone*",) and bench.unmanaged("server-avx512-vnni", sensors) == (
+        "required sensor(s) ['thermal_zone*'] missing, allowed by --allow-missing-sensors")
+    assert take_census(load_profile("dev").thermal, tmp_path, False).unmanaged("dev", sensors) == (
+        "profile dev requires no sensor")
+    write_zone(tmp_path, 45.0)
+    write_zone(tmp_path, None, zone="thermal_zone1")  # present but unreadable at start: not a sensor
+    census = take_census(box, tmp_path, allow_missing=False)
+    assert census.zones == {"thermal_zone0"} and census.unmanaged("server-avx512-vnni", sensors) is None

@@ -172,6 +172,8 @@ def test_every_problem_is_reported_at_once(tmp_path):
     ('sources = ["thermal_zone*"]', 'sources = ["/sys/class/thermal/thermal_zone0"]', "thermal.sources",
      "expected a glob relative to sysfs_root"),
     ('sources = ["thermal_zone*"]', 'sources = [""]', "thermal.sources", "found ''"),
+    ("required_sensors = []", 'required_sensors = ["hwmon*"]', "thermal.required_sensors",
+     "['hwmon*'] are not among sources ['thermal_zone*']"),
     ("timeout_s = 30", 'device = "watchdog0"\ntimeout_s = 30', "watchdog.device",
      "expected an absolute path such as /dev/ttyS1, found 'watchdog0'"),
 ])

@@ -60,8 +60,11 @@ class ApiContext:
         if model is not None:
             return model
         known = [m.id for m in models(status, self.manifest()) if m.role == role]
+        state = next((w["state"] for w in status["workers"] if w["name"] == worker), None)
+        if not known and state is None:  # never started: the bundle holds no such model, or the config left it out
+            raise ApiError(404, f"model: this box serves no {role} model (no {worker} worker: see "
+                                "/api/status bundle.workers_left_out)", code="model_not_found", param="model")
         if not known:
-            state = next((w["state"] for w in status["workers"] if w["name"] == worker), "not configured")
             raise unavailable(f"no {role} model is loaded (the {worker} worker is {state})", 5,
                               code="model_not_loaded")
         raise ApiError(404, f"model: no {role} model {model_id!r} on this box; available: {', '.join(known)}",

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from appliance.readiness import NotReady
+
 MAX_STOP = 4
 MAX_EMBED_INPUTS = 256
 
@@ -173,7 +175,11 @@ class ModelList(BaseModel):
 
 
 class HealthStatus(BaseModel):
-    status: Literal["live", "ready"]
+    """A health probe's answer; public, so a reason class and nothing that could reveal a request or a key."""
+
+    status: Literal["live", "ready", "not_ready"]
+    reason: NotReady | None = Field(None, description="why not ready (only then); the request may be retried "
+                                                      "after the Retry-After header's seconds")
 
 
 def json_or_stream(model: type[BaseModel]) -> dict[int | str, dict]:

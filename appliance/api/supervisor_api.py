@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from appliance.audit import AuditLog
 from appliance.clients import EncoderClient, LlmClient, VideoClient
+from appliance.readiness import Readiness
 from hw_profiles import Profile
 
 
@@ -20,6 +21,10 @@ class SupervisorApi(Protocol):
     llm: LlmClient
     encoder: EncoderClient
     video: VideoClient
+
+    def readiness(self) -> Readiness:
+        """Ready, or the reason class; status()["ready"] holds the same verdict."""
+        ...
 
     def status(self) -> dict[str, Any]:
         """The same shape as status.json: {"workers": [...], "thermal", "watchdog", "llm", "video", ...}."""

@@ -64,6 +64,7 @@ class Server:
     keys: dict[str, str]
     stderr_lines: list[str] = field(default_factory=list)
     verify: Any = True
+    ready_probes: list[tuple[int, dict[str, Any], str | None]] = field(default_factory=list)  # keyless, until 200
 
     def headers(self, device: str = "tablet") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[device]}"}
@@ -130,9 +131,13 @@ def serve(bundle: Path, tmp_path: Path, devices: dict[str, str] | None = None, w
             return found[0] if found else None
 
         server.url = wait_for(listening, 60, "orbox serve to listen")
-        with server.client() as client:
-            wait_for(lambda: client.get("/health/ready").status_code == 200, 120, "the models to be ready",
-                     interval_s=0.2)
+        with httpx.Client(base_url=server.url, timeout=60, verify=verify) as keyless:
+            def probe() -> bool:
+                answer = keyless.get("/health/ready")
+                server.ready_probes.append((answer.status_code, answer.json(), answer.headers.get("retry-after")))
+                return answer.status_code == 200
+
+            wait_for(probe, 120, "the models to be ready", interval_s=0.2)
         yield server
     finally:
         server.stop()

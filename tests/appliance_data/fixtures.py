@@ -118,7 +118,7 @@ def running_supervisor(bundle: Path, config: Path, profile: str = "dev", environ
     supervisor = Supervisor(load_profile(profile), bundle, load_config(config), environ=environ or {})
     supervisor.start()
     try:
-        assert supervisor.wait_ready(ready_timeout_s), supervisor.status()
+        assert supervisor.wait_started(ready_timeout_s), supervisor.status()
         yield supervisor
     finally:
         supervisor.stop("test finished")

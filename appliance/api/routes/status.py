@@ -16,7 +16,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from appliance.api.deps import ApiContext, AuthedCaller, Ctx
-from appliance.api.readiness import readiness
 from appliance.api.records import RequestRecord
 
 router = APIRouter()
@@ -44,12 +43,13 @@ async def status_static(name: str) -> Response:
 def summary(ctx: ApiContext) -> dict[str, Any]:
     """What the page shows; public, so only state, never requests or keys."""
     status = ctx.supervisor.status()
-    ok, problems = readiness(status)
     thermal, video = status["thermal"], status["video"]
     return {
-        "profile": status["profile"], "uptime_s": status["uptime_s"], "ready": ok, "problems": problems,
+        "profile": status["profile"], "uptime_s": status["uptime_s"], "ready": status["ready"],
+        "problems": status["readiness"]["problems"],
         "workers": [{"name": w["name"], "state": w["state"], "restarts": w["restarts"]} for w in status["workers"]],
-        "thermal": {"band": thermal.get("band") or "normal", "temperature_c": thermal.get("temperature_c"),
+        "thermal": {"band": thermal["band"] or ("normal" if thermal["managed"] else "unmanaged"),
+                    "unmanaged": thermal["unmanaged"], "temperature_c": thermal.get("temperature_c"),
                     "sensors": thermal.get("sensors", {}), "admission_paused": thermal.get("admission_paused")},
         "models": [{"id": m.id, "role": m.role, "sha256": m.sha256, "quant_type": m.quant_type,
                     "ready": m.worker_state == "ready"} for m in ctx.models()],

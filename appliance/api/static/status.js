@@ -17,7 +17,8 @@ function render(s) {
   $("health").textContent = s.ready ? "READY" : anyDown ? "FAULT" : "NOT READY";
   $("profile").textContent = s.profile;
   $("temperature").textContent = fmt(s.thermal.temperature_c, 1);
-  $("band").textContent = s.thermal.band + (s.thermal.admission_paused ? " (LLM paused)" : "");
+  $("band").textContent = s.thermal.band + (s.thermal.unmanaged ? ` (${s.thermal.unmanaged})` : "")
+    + (s.thermal.admission_paused ? " (LLM paused)" : "");
   $("band").className = "band-" + s.thermal.band;
   const latency = s.dehaze.latency || {};
   $("dehaze-p50").textContent = fmt(latency.p50_ms, 1);
