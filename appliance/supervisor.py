@@ -10,6 +10,7 @@ In-process API (used by the HTTP layer, issue 7, which runs in this same process
     sup.video      VideoClient: latest_jpeg(), stats()
     sup.governor   ThermalGovernor: band, admission_paused, status()
     sup.audit      AuditLog: append(event, **fields) for per-request records
+    sup.kbs        KbRegistry: the served knowledge bases (opened by `orbox serve` once the workers start)
     sup.status()   {"workers": [{"name", "pid", "state", "restarts", ...}], "thermal", "watchdog", ...}
                    (each worker entry is a protocol.WorkerStatus; status.json holds the same)
     sup.stop()     ordered shutdown (LLM and encoder first, video last), bounded by shutdown_timeout_s
@@ -33,6 +34,7 @@ from appliance.audit import AuditLog
 from appliance.clients import EncoderClient, LlmClient, VideoClient
 from appliance.config import ApplianceConfig
 from appliance.frame_ring import FrameRing, frame_shape
+from appliance.knowledge_bases import KbRegistry
 from appliance.mcu_client import McuClient, McuError
 from appliance.model_bundle import manifest_sha256
 from appliance.protocol import WORKER_NAMES, Configure, Configured, WorkerName, WorkerState
@@ -87,6 +89,7 @@ class Supervisor:
         self._next_status = 0.0
         self._last_status_text = ""
         self.manifest_sha256: str | None = None
+        self.kbs = KbRegistry(profile, self._audit)
 
         self.video_format = video_format(profile, config)
         shm_name = config.video.shm_name or f"orbox-video-{os.getpid()}"
@@ -337,6 +340,7 @@ class Supervisor:
             "llm": {"queue_depth": self.llm.queue_depth(), "admission_paused": self.governor.admission_paused,
                     "reduced": self._llm_reduced},
             "video": self.video.stats(),
+            "knowledge_bases": self.kbs.status(),
         }
 
     def _publish_status(self, force: bool = False) -> None:

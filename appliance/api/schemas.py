@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MAX_STOP = 4
 MAX_EMBED_INPUTS = 256
+MAX_QUERY_CHARS = 4096
+MAX_KB_TOP_K = 100  # knowledge_base.search.MAX_TOP_K
+MAX_RERANK_DOCUMENTS = 256
 
 
 class _Strict(BaseModel):
@@ -59,10 +62,19 @@ class _Sampling(_Strict):
         return [s for s in stops if s]
 
 
+class OrboxOptions(_Strict):
+    """The optional `orbox` object of a `kb:<name>` chat request (send it with the openai client's extra_body)."""
+
+    mode: Literal["answer", "quote"] = Field("answer", description="answer: statements written by the LLM, each "
+                                             "checked against the sentences it cites; quote: verbatim source "
+                                             "sentences, no LLM")
+
+
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     response_format: ResponseFormat | None = None
+    orbox: OrboxOptions | None = Field(None, description="only for model kb:<name>")
 
 
 class CompletionRequest(_Sampling):
@@ -84,6 +96,21 @@ class EmbeddingRequest(_Strict):
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class KbSearchRequest(_Strict):
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    top_k: int = Field(5, ge=1, le=MAX_KB_TOP_K)
+
+
+class RerankRequest(_Strict):
+    """llama.cpp server's and Cohere's rerank request."""
+
+    model: str = Field(min_length=1, max_length=256)
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    documents: list[str] = Field(min_length=1, max_length=MAX_RERANK_DOCUMENTS)
+    top_n: int | None = Field(None, ge=1)
+    return_documents: bool = False
 
 
 # --------------------------------------------------------------------------- responses
@@ -147,6 +174,45 @@ class EmbeddingList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Embedding]
     model: str
+    usage: EmbeddingUsage
+
+
+class KbSearchResult(BaseModel):
+    """One chunk; `text == document_text[start_char:end_char]` of document `doc_id` as read."""
+
+    chunk_id: int
+    doc_id: str
+    doc_title: str
+    section: str
+    page: int | None
+    text: str
+    start_char: int
+    end_char: int
+    score: float
+
+
+class KbSearchResults(BaseModel):
+    object: Literal["list"] = "list"
+    model: str = Field(description="kb:<name>")
+    kb_sha256: str
+    results: list[KbSearchResult]
+
+
+class RerankDocument(BaseModel):
+    text: str
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: RerankDocument | None = None
+
+
+class RerankResponse(BaseModel):
+    id: str
+    object: Literal["list"] = "list"
+    model: str
+    results: list[RerankResult]
     usage: EmbeddingUsage
 
 

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from appliance.audit import AuditLog
 from appliance.clients import EncoderClient, LlmClient, VideoClient
+from appliance.knowledge_bases import KbRegistry
 from hw_profiles import Profile
 
 
@@ -20,6 +21,7 @@ class SupervisorApi(Protocol):
     llm: LlmClient
     encoder: EncoderClient
     video: VideoClient
+    kbs: KbRegistry
 
     def status(self) -> dict[str, Any]:
         """The same shape as status.json: {"workers": [...], "thermal", "watchdog", "llm", "video", ...}."""
