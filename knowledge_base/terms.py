@@ -22,7 +22,7 @@ _TERM = re.compile(r"[^\W_]+")  # letters and digits; punctuation never becomes 
 
 
 @functools.cache
-def _jieba():  # lazy: jieba takes about a second to load its dictionary
+def jieba_tokenizer():  # lazy: jieba takes about a second to load its dictionary
     import jieba
 
     jieba.setLogLevel(logging.WARNING)  # its INFO lines would go to our stderr
@@ -43,7 +43,7 @@ def segmenter_identity() -> dict[str, str]:
 def word_terms(text: str) -> list[str]:
     """jieba segments (HMM off, so the result depends only on the dictionary), lower-cased, letters/digits only."""
     terms = []
-    for segment in _jieba().cut(text, HMM=False):
+    for segment in jieba_tokenizer().cut(text, HMM=False):
         terms.extend(term.lower() for term in _TERM.findall(segment))
     return terms
 
