@@ -5,7 +5,9 @@ encoder that made them) and searches it deterministically. Imports only primitiv
 inference, so the box can serve it without the vendor toolchain.
 """
 
+from knowledge_base.checker import Verdict, check_statement
 from knowledge_base.errors import DocumentError, KnowledgeBaseError
-from knowledge_base.search import KnowledgeBase, SearchHit
+from knowledge_base.search import KnowledgeBase, SearchHit, Sentence
 
-__all__ = ["DocumentError", "KnowledgeBase", "KnowledgeBaseError", "SearchHit"]
+__all__ = ["DocumentError", "KnowledgeBase", "KnowledgeBaseError", "SearchHit", "Sentence", "Verdict",
+           "check_statement"]

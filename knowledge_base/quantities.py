@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 # canonical unit -> spellings (matched case-insensitively, longest first)
 UNIT_SPELLINGS: dict[str, tuple[str, ...]] = {
@@ -97,11 +97,7 @@ def _canonical_value(number: str) -> tuple[str, str]:
         return _WORD_NUMBERS[lowered]
     if re.fullmatch(_ZH_NUMERAL, number):
         return str(_zh_value(number)), ""
-    try:
-        value = Decimal(number.replace(",", ""))
-    except InvalidOperation:  # unreachable for what the pattern admits; kept as a clear failure
-        raise ValueError(f"not a number: {number!r}") from None
-    text = format(value.normalize(), "f")
+    text = format(Decimal(number.replace(",", "")).normalize(), "f")
     return (text.rstrip("0").rstrip(".") if "." in text else text), ""
 
 

@@ -53,6 +53,18 @@ class SearchHit:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of a chunk, the unit a citation points at; `text == document_text(doc_id)[start_char:end_char]`."""
+
+    sentence_id: int
+    chunk_id: int
+    doc_id: str
+    start_char: int
+    end_char: int
+    text: str
+
+
 class KnowledgeBase:
     """A verified, opened KB. Use `KnowledgeBase.open`."""
 
@@ -142,6 +154,13 @@ class KnowledgeBase:
         return [SearchHit(chunk_id, row.doc_id, row.doc_title, row.section, row.page, row.text, row.start_char,
                           row.end_char, score)
                 for chunk_id, score in best for row in [rows[chunk_id]]]
+
+    def sentences(self, chunk_id: int) -> list[Sentence]:
+        """The sentences of one chunk, in document order, with their exact spans."""
+        rows = self.store.sentence_rows(chunk_id)
+        if not rows:
+            raise KnowledgeBaseError(f"chunk_id {chunk_id!r}: no such chunk in this KB")
+        return [Sentence(*row) for row in rows]
 
     def document_text(self, doc_id: str) -> str:
         return self.store.document_text(doc_id)

@@ -145,6 +145,14 @@ class StoreReader:
             "SELECT chunk_id, ordinal, section, page, start_char, end_char, sha256 FROM chunks "
             "WHERE doc_id = ? ORDER BY ordinal", (doc_id,)).fetchall()
 
+    def sentence_rows(self, chunk_id: int) -> list[tuple[int, int, str, int, int, str]]:
+        """(sentence_id, chunk_id, doc_id, start, end, text) of one chunk, in order."""
+        return self.db.execute(
+            "SELECT s.sentence_id, s.chunk_id, c.doc_id, s.start_char, s.end_char, "
+            "substr(d.text, s.start_char + 1, s.end_char - s.start_char) FROM sentences s "
+            "JOIN chunks c USING (chunk_id) JOIN documents d USING (doc_id) WHERE s.chunk_id = ? "
+            "ORDER BY s.sentence_id", (chunk_id,)).fetchall()
+
     def sentences(self, chunk_id: int) -> list[tuple[int, int, int]]:
         """(sentence_id, start, end) of one chunk, in order."""
         return self.db.execute("SELECT sentence_id, start_char, end_char FROM sentences WHERE chunk_id = ? "

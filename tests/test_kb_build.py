@@ -120,3 +120,16 @@ def test_on_error_skip_names_the_file_and_builds_the_rest(synthetic_corpus: tupl
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".kb.")] == []  # no temp dir left
     inspect = orbox("inspect", str(out))
     assert inspect.returncode == 0 and "rules/en/department-0000.txt" in inspect.stdout
+
+
+def test_sentences_of_a_hit_are_exact_spans_inside_it(synthetic_kb: Path) -> None:
+    with KnowledgeBase.open(synthetic_kb) as kb:
+        for hit in kb.search("contraindicated", top_k=3) + kb.search("禁用", top_k=3):
+            sentences = kb.sentences(hit.chunk_id)
+            text = kb.document_text(hit.doc_id)
+            assert sentences and all(s.chunk_id == hit.chunk_id and s.doc_id == hit.doc_id for s in sentences)
+            assert all(s.text == text[s.start_char:s.end_char] for s in sentences)
+            assert all(hit.start_char <= s.start_char < s.end_char <= hit.end_char for s in sentences)
+            assert [s.start_char for s in sentences] == sorted(s.start_char for s in sentences)
+        with pytest.raises(KnowledgeBaseError, match="no such chunk"):
+            kb.sentences(10**9)
