@@ -1,4 +1,4 @@
-"""`orbox kb build|verify|inspect|search|eval|synth|bench`: the knowledge base from the command line.
+"""`orbox kb build|verify|inspect|search|eval|calibrate|synth|bench`: the knowledge base from the command line.
 
 Every failure is one line (click.ClickException) naming the file or parameter. Nothing printed
 to the log side (stderr) holds document or query text; results go to stdout for the user who asked.
@@ -157,7 +157,7 @@ def search(kb_dir: Path, query: str, top_k: int, leg: str, profile: str | None, 
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(1, 100))
 @click.option("--profile", default=None, help="Box profile the KB must have been built for.")
 def eval_command(kb_dir: Path, qrels: Path, top_k: int, profile: str | None) -> None:
-    """recall@k per leg (lexical, dense, hybrid) and citation spans; exit 1 when a gate fails."""
+    """recall@k per leg, citation spans, the checker's mutation suite, refusals; exit 1 when a gate fails."""
     from knowledge_base.evaluate import evaluate, load_qrels
 
     try:
@@ -171,6 +171,32 @@ def eval_command(kb_dir: Path, qrels: Path, top_k: int, profile: str | None) -> 
     if failures:
         raise click.ClickException("gate failed: " + "; ".join(failures))
     click.echo("gates passed")
+
+
+@kb.command()
+@click.argument("kb_dir", type=EXISTING)
+@click.option("--qrels", required=True, type=EXISTING, help="JSON lines with answerable and unanswerable questions.")
+@click.option("--sign-key", type=EXISTING, default=None, help="ed25519 private key to re-sign the manifest.")
+@click.option("--profile", default=None, help="Box profile the KB must have been built for.")
+def calibrate(kb_dir: Path, qrels: Path, sign_key: Path | None, profile: str | None) -> None:
+    """Calibrate the answerability gate on QRELS; store it in the KB; print the refusal curve."""
+    from knowledge_base.calibration import calibrate as calibrate_gate
+    from knowledge_base.calibration import calibration_record, store_calibration
+    from knowledge_base.evaluate import load_qrels
+    from primitives.signing import KeyFileError
+
+    try:
+        questions = load_qrels(qrels)
+        with _open(kb_dir, profile) as knowledge_base:
+            report, point = calibrate_gate(knowledge_base, questions)
+        click.echo(report.table(point.threshold, "chosen"))
+        failures = report.failures(point.threshold)
+        if failures:
+            raise click.ClickException("not calibrated, gate failed: " + "; ".join(failures))
+        store_calibration(kb_dir, calibration_record(report, point), sign_key)
+    except (KnowledgeBaseError, KeyFileError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{kb_dir}: calibration stored" + (" and manifest re-signed" if sign_key else ""))
 
 
 @kb.command()

@@ -94,7 +94,7 @@ def _uncovered_runs(statement: str, cited: str) -> list[str]:
 
 
 @functools.cache
-def _pos_tokenizer():  # lazy: loading jieba's dictionary takes about a second
+def pos_tokenizer():  # lazy: loading jieba's dictionary takes about a second
     import jieba.posseg
 
     return jieba.posseg.POSTokenizer(jieba_tokenizer())
@@ -102,7 +102,7 @@ def _pos_tokenizer():  # lazy: loading jieba's dictionary takes about a second
 
 def chinese_nouns(text: str) -> list[str]:
     """jieba noun segments of two characters or more (HMM off: only the shipped dictionary decides)."""
-    return [pair.word for pair in _pos_tokenizer().cut(text, HMM=False)
+    return [pair.word for pair in pos_tokenizer().cut(text, HMM=False)
             if pair.flag in NOUN_FLAGS and len(pair.word) >= 2 and CJK_RUN.fullmatch(pair.word)]
 
 

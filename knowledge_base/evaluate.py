@@ -1,23 +1,33 @@
-"""`orbox kb eval`: recall@k per retrieval leg on a qrels file, and a check that every citation span resolves.
+"""`orbox kb eval`: recall@k per retrieval leg, citation spans, and the checker's mutation suite.
 
 A question counts as found by a leg when one of its top-k chunks comes from the qrel's document
 and contains the qrel's answer sentence. Spans are checked KB-wide: every chunk's slice of its
 document's text must hash to the chunk's recorded sha256 and every sentence must lie inside its
-chunk, and every hit returned during the evaluation must equal `document_text[start:end]`.
+chunk, and every hit returned during the evaluation must equal `document_text[start:end]`. The
+checker is measured on the KB's own sentences (`mutations`): each is a faithful statement citing
+itself, with its restatements and one lie per class made from each. Refusals are measured at the
+KB's answerability threshold (calibrated, or the default) on every question of the qrels.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from knowledge_base.calibration import RefusalReport, refusal_report
+from knowledge_base.checker import check_statement
 from knowledge_base.errors import KnowledgeBaseError
+from knowledge_base.mutations import CLASSES, drugs_in, faithful_variants, mutants
 from knowledge_base.search import LEGS, KnowledgeBase
 from knowledge_base.store import text_sha256
 
 RECALL_GATE = 0.90
+CATCH_GATE = 0.99
+FALSE_REJECTION_GATE = 0.05
+STATEMENT_END = re.compile(r"[.。!?！？]$")
 QREL_FIELDS = {"id": str, "lang": str, "query": str, "answerable": bool}
 
 
@@ -37,11 +47,48 @@ class LegRecall:
 
 
 @dataclass
+class CheckerReport:
+    """The mutation suite: how many lies per class the checker caught, how many faithful statements it rejected."""
+
+    caught: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
+    told: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLASSES, 0))
+    faithful: int = 0
+    rejected: int = 0
+
+    def catch_rate(self, kind: str) -> float:
+        return self.caught[kind] / self.told[kind] if self.told[kind] else 0.0
+
+    def false_rejection(self) -> float:
+        return self.rejected / self.faithful if self.faithful else 0.0
+
+    def failures(self) -> list[str]:
+        failed = [f"checker caught {self.catch_rate(kind):.3f} of {kind} lies, below the gate {CATCH_GATE:.2f}"
+                  for kind in CLASSES if self.told[kind] and self.catch_rate(kind) < CATCH_GATE]
+        if self.false_rejection() > FALSE_REJECTION_GATE:
+            failed.append(f"checker rejected {self.false_rejection():.3f} of faithful statements, above the gate "
+                          f"{FALSE_REJECTION_GATE:.2f}")
+        return failed
+
+    def table(self) -> str:
+        lines = [f"{'checker':<22} {'rate':>6}  {'count':>11}  target"]
+        for kind in CLASSES:
+            lines.append(f"{'caught ' + kind + ' lies':<22} {self.catch_rate(kind):>6.3f}  "
+                         f"{self.caught[kind]:>5}/{self.told[kind]:<5}  >= {CATCH_GATE:.2f}")
+        lines.append(f"{'faithful rejected':<22} {self.false_rejection():>6.3f}  "
+                     f"{self.rejected:>5}/{self.faithful:<5}  <= {FALSE_REJECTION_GATE:.2f}")
+        return "\n".join(lines)
+
+
+@dataclass
 class EvalReport:
     k: int
     legs: dict[str, LegRecall]
     spans_checked: int
     span_problems: list[str]
+    checker: CheckerReport
+    refusal: RefusalReport
+    threshold: float
+    calibrated: bool
 
     def failures(self) -> list[str]:
         """The gates that failed, as sentences (empty when all pass)."""
@@ -55,7 +102,7 @@ class EvalReport:
                           f"{self.legs[best_leg].recall():.3f}")
         if self.span_problems:
             failed.append(f"{len(self.span_problems)} citation spans do not resolve: {self.span_problems[0]}")
-        return failed
+        return failed + self.checker.failures() + self.refusal.failures(self.threshold)
 
     def table(self) -> str:
         langs = sorted({lang for leg in self.legs.values() for lang in leg.asked})
@@ -67,7 +114,37 @@ class EvalReport:
                          f"{sum(leg.found.values())}/{sum(leg.asked.values())}")
         resolved = self.spans_checked - len(self.span_problems)
         lines.append(f"citation spans resolved: {resolved}/{self.spans_checked}")
-        return "\n".join(lines)
+        chosen = "calibrated" if self.calibrated else "default (uncalibrated)"
+        return "\n".join([*lines, "", self.checker.table(), "", self.refusal.table(self.threshold, chosen)])
+
+
+def statement_sentences(kb: KnowledgeBase) -> dict[str, list[str]]:
+    """doc_id -> its sentences that state something (end like a sentence; headings and titles do not)."""
+    found: dict[str, list[str]] = {}
+    for doc_id, *_ in kb.store.documents():
+        for chunk_id, *_ in kb.store.document_chunks(doc_id):
+            found.setdefault(doc_id, []).extend(s.text for s in kb.sentences(chunk_id)
+                                                if STATEMENT_END.search(s.text) and len(s.text) >= 8)
+    return found
+
+
+def run_mutation_suite(sentences: dict[str, list[str]]) -> CheckerReport:
+    """Every faithful variant of every sentence and every lie made from it, each checked against the sentence."""
+    report = CheckerReport()
+    drugs = {doc_id: sorted({drug for sentence in texts for drug in drugs_in(sentence)})
+             for doc_id, texts in sentences.items()}
+    doc_ids = sorted(sentences)
+    for position, doc_id in enumerate(doc_ids):
+        others = [drug for other in doc_ids[position + 1:] + doc_ids[:position] for drug in drugs[other]]
+        for source in sentences[doc_id]:
+            for statement in faithful_variants(source):
+                report.faithful += 1
+                verdict = check_statement(statement, [source])
+                report.rejected += not verdict.supported
+                for mutant in mutants(statement, source, others):
+                    report.told[mutant.kind] += 1
+                    report.caught[mutant.kind] += not check_statement(mutant.statement, [source]).supported
+    return report
 
 
 def load_qrels(path: Path) -> list[dict[str, Any]]:
@@ -128,4 +205,5 @@ def evaluate(kb: KnowledgeBase, qrels: list[dict[str, Any]], k: int = 5) -> Eval
                                     f"{hit.end_char}]")
             legs[leg].add(qrel["lang"], any(hit.doc_id == qrel["doc_id"] and qrel["answer"] in hit.text
                                             for hit in hits))
-    return EvalReport(k, legs, checked, problems)
+    return EvalReport(k, legs, checked, problems, run_mutation_suite(statement_sentences(kb)),
+                      refusal_report(kb, qrels), kb.threshold, kb.calibrated)

@@ -7,7 +7,9 @@ id, and the reranker sees the candidates in that fixed order.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +18,14 @@ from typing import Any, Literal
 import numpy as np
 
 from inference.encoder import EncoderRuntimeError, load_encoder
+from knowledge_base.answerability import (
+    CALIBRATION,
+    DEFAULT_THRESHOLD,
+    Answerability,
+    coverage,
+    evidence_weights,
+    query_terms,
+)
 from knowledge_base.dense import exact_top, load_matrix
 from knowledge_base.errors import KnowledgeBaseError
 from knowledge_base.fusion import reciprocal_rank_fusion
@@ -69,8 +79,11 @@ class KnowledgeBase:
     """A verified, opened KB. Use `KnowledgeBase.open`."""
 
     def __init__(self, store: StoreReader, matrix: np.ndarray, encoder: Any, reranker: Any = None,
-                 sha256: str = "", dense_languages: tuple[str, ...] = LANGUAGES) -> None:
+                 sha256: str = "", dense_languages: tuple[str, ...] = LANGUAGES,
+                 threshold: float = DEFAULT_THRESHOLD, calibrated: bool = False) -> None:
         self.dense_languages = dense_languages
+        self.threshold = threshold  # of the answerability gate: calibrated, or the conservative default
+        self.calibrated = calibrated
         self.store = store
         self.matrix = matrix
         self.encoder = encoder
@@ -96,7 +109,10 @@ class KnowledgeBase:
         matrix = load_matrix(root / EMBEDDINGS, manifest["sections"][SECTION]["counts"]["chunks"], encoder.dim)
         sha256 = hashlib.sha256((root / MANIFEST_NAME).read_bytes()).hexdigest()
         dense_languages = tuple(manifest["sections"][SECTION]["dense_languages"])
-        return cls(StoreReader(root / DATABASE), matrix, encoder, reranker, sha256, dense_languages)
+        calibrated = CALIBRATION in manifest["artifacts"]
+        threshold = _calibrated_threshold(root) if calibrated else DEFAULT_THRESHOLD
+        return cls(StoreReader(root / DATABASE), matrix, encoder, reranker, sha256, dense_languages, threshold,
+                   calibrated)
 
     def close(self) -> None:
         self.store.close()
@@ -164,6 +180,37 @@ class KnowledgeBase:
 
     def document_text(self, doc_id: str) -> str:
         return self.store.document_text(doc_id)
+
+    @functools.cached_property
+    def chunk_count(self) -> int:
+        return self.store.chunk_count()
+
+    def evidence_score(self, query: str, hits: list[SearchHit]) -> float:
+        """The share of the query's idf that the best hit (its title, section and text) holds (`answerability`)."""
+        frequency = functools.partial(_document_frequency, self.store)
+        weights = evidence_weights(query_terms(_checked_query(query)), frequency, self.chunk_count)
+        return coverage(weights, (f"{hit.doc_title}\n{hit.section}\n{hit.text}" for hit in hits))
+
+    def answerable(self, query: str, hits: list[SearchHit]) -> Answerability:
+        """Whether the hits are evidence enough to answer at all; a refusal needs no LLM call."""
+        score = self.evidence_score(query, hits)
+        return Answerability(score >= self.threshold, score, self.threshold)
+
+
+@functools.lru_cache(maxsize=65536)
+def _document_frequency(store: StoreReader, term: tuple[str, str]) -> int:
+    return store.document_frequency(*term)
+
+
+def _calibrated_threshold(root: Path) -> float:
+    path = root / CALIBRATION
+    try:
+        threshold = json.loads(path.read_text(encoding="utf-8"))["threshold"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KnowledgeBaseError(f"{path}: expected a JSON object with a numeric 'threshold' ({exc})") from exc
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0 + 1e-6:
+        raise KnowledgeBaseError(f"{path}: field 'threshold' must be a number from 0 to 1, found {threshold!r}")
+    return float(threshold)
 
 
 def query_language(text: str) -> str:

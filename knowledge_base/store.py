@@ -124,6 +124,11 @@ class StoreReader:
                 found[chunk_id] = ChunkRow(*row)
         return found
 
+    def document_frequency(self, column: str, term: str) -> int:
+        """How many chunks hold `term` in FTS column `column` ("words" or "grams")."""
+        return self.db.execute("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?",
+                               (f'{column}: "{term}"',)).fetchone()[0]
+
     def chunk_count(self) -> int:
         return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
