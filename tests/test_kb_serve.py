@@ -56,6 +56,8 @@ def test_a_tampered_kb_is_refused_and_reported_while_the_rest_serves(kb_server: 
     (f"/v1/kb/{KB_NAME}/search", {"query": "dose", "top_k": 0}, "top_k", "invalid_request"),
     (f"/v1/kb/{KB_NAME}/search", {"query": "dose", "top_k": 101}, "top_k", "invalid_request"),
     (f"/v1/kb/{KB_NAME}/search", {"query": "dose", "k": 3}, "k", "invalid_request"),
+    ("/v1/chat/completions", {"model": "kb:nosuch", "messages": [{"role": "user", "content": "dose?"}]},
+     "model", "kb_not_found"),
     ("/v1/rerank", {"model": "any", "query": "dose", "documents": ["a", "b"]}, "model", "model_not_found"),
     ("/v1/rerank", {"model": "any", "query": "dose", "documents": []}, "documents", "invalid_request"),
 ])

@@ -6,9 +6,12 @@ answers with a typed `context_length_exceeded` error.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from appliance.grounding import KbCitationAnnotation, Mode, StatementCheck
+from knowledge_base.answerability import Answerability
 
 MAX_STOP = 4
 MAX_EMBED_INPUTS = 256
@@ -152,6 +155,45 @@ class ChatCompletion(_Answer):
     choices: list[ChatChoice]
 
 
+class GroundedMessage(BaseModel):
+    """A grounded answer: `content` and its citations, or a `refusal` (then `content` is null, `annotations` empty)."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+    refusal: str | None
+    annotations: list[KbCitationAnnotation]
+
+
+class GroundedChoice(BaseModel):
+    index: int = 0
+    message: GroundedMessage
+    logprobs: None = None
+    finish_reason: str
+
+
+class RetrievedChunk(BaseModel):
+    chunk_id: int
+    score: float
+
+
+class GroundingReport(BaseModel):
+    """How a grounded answer came about: the KB and LLM, the chunks retrieved, the gate and the checker's verdicts."""
+
+    mode: Mode
+    kb_sha256: str
+    llm_sha256: str | None = Field(description="null when no LLM ran (quote mode, or a refusal by the gate)")
+    retrieved: list[RetrievedChunk]
+    answerability: Answerability
+    verdicts: list[StatementCheck]
+    refusal_code: str | None
+
+
+class GroundedCompletion(_Answer):
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[GroundedChoice]
+    orbox: GroundingReport
+
+
 class CompletionChoice(BaseModel):
     index: int = 0
     text: str
@@ -242,6 +284,6 @@ class HealthStatus(BaseModel):
     status: Literal["live", "ready"]
 
 
-def json_or_stream(model: type[BaseModel]) -> dict[int | str, dict]:
+def json_or_stream(model: Any) -> dict[int | str, dict]:
     """OpenAPI entry of an endpoint that answers JSON, or an SSE stream when the request says `stream: true`."""
     return {200: {"model": model, "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
