@@ -25,8 +25,11 @@ EXIT_THERMAL_SHUTDOWN = 75  # systemd units list it in RestartPreventExitStatus:
 @click.option("--allow-missing-sensors", is_flag=True,
               help="Start even if a sensor the profile requires (thermal.required_sensors) is missing: bench work "
                    "only, never in an operating room.")
+@click.option("--kb", "kb_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Knowledge base directory to serve as kb:<name> (repeatable; added to kb.paths).")
 def serve(profile_name: str, bundle_dir: str, config_path: str | None, video_source: str | None,
-          host: str | None, port: int | None, keys_file: str | None, allow_missing_sensors: bool) -> None:
+          host: str | None, port: int | None, keys_file: str | None, allow_missing_sensors: bool,
+          kb_dirs: tuple[str, ...]) -> None:
     """Run the box: video, encoder and LLM workers under supervision, watchdogs and thermal governor.
 
     Stops cleanly on SIGTERM/SIGINT (bounded by supervisor.shutdown_timeout_s) and on a thermal
@@ -46,6 +49,8 @@ def serve(profile_name: str, bundle_dir: str, config_path: str | None, video_sou
         config = config.model_copy(update={"video": config.video.model_copy(update={"source": video_source})})
     http = {k: v for k, v in (("host", host), ("port", port), ("keys_file", keys_file)) if v is not None}
     config = config.model_copy(update={"http": config.http.model_copy(update=http)})
+    kb_paths = [*config.kb.paths, *map(Path, kb_dirs)]
+    config = config.model_copy(update={"kb": config.kb.model_copy(update={"paths": kb_paths})})
     from appliance.api.server import Listen, ServerError, check_listen
 
     try:
@@ -81,11 +86,15 @@ def _run_supervisor(profile, profile_name: str, bundle_dir: str, config, allow_m
     supervisor.start()
     click.echo(f"orbox serve: profile {profile.name}, bundle {bundle_dir}, status {config.status_path}, "
                f"audit {config.audit_path}", err=True)
+    supervisor.kbs.open_all(config.kb.paths, config.kb.pubkey)  # while the workers start, before the API
+    for name, (path, reason) in supervisor.kbs.refused.items():
+        click.echo(f"orbox serve: knowledge base {path} refused (kb:{name}): {reason}", err=True)
     http = _start_http(supervisor, profile, config)
     while not supervisor.shutdown_requested.wait(0.5):
         pass
     if http is not None:
         http.stop()
+    supervisor.kbs.close()
     took = supervisor.stop(supervisor.shutdown_reason or "requested")
     click.echo(f"orbox serve: stopped in {took:.2f}s ({supervisor.shutdown_reason})", err=True)
     thermal = (supervisor.shutdown_reason or "").startswith("thermal")

@@ -120,6 +120,13 @@ class HttpConfig(_Section):
     max_waiting: int = Field(32, ge=0)
 
 
+class KbConfig(_Section):
+    """Knowledge bases served as `kb:<directory name>` (issue 15); `orbox serve --kb DIR` adds to `paths`."""
+
+    paths: list[Path] = Field(default_factory=list)
+    pubkey: Path | None = None  # when set, every KB's manifest signature is checked against this ed25519 key
+
+
 class ApplianceConfig(_Section):
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
@@ -128,6 +135,7 @@ class ApplianceConfig(_Section):
     video: VideoConfig = Field(default_factory=VideoConfig)
     llm: LlmConfig = Field(default_factory=LlmConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    kb: KbConfig = Field(default_factory=KbConfig)
 
     @property
     def status_path(self) -> Path:

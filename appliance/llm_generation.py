@@ -4,6 +4,9 @@ llama-cpp-python's `create_completion(stream=True)` does not yield while the sam
 not yet valid UTF-8, so one `next()` can run for the whole answer: no heartbeat, no cancellation.
 Here every `step()` is one bounded unit of work, evaluating one n_batch chunk of the prompt or
 sampling exactly one token, so the worker can heartbeat and cancel between them.
+Prompt reuse is batch-aligned: llama.cpp does not promise identical logits for a token evaluated in
+batches of different composition, so a warm prompt must be evaluated in exactly the chunks a cold
+one would be (see `PrefillCache`).
 Text is decoded incrementally (a token may end mid-character), stop strings are matched across
 token boundaries, and text that could be the start of a stop string is held back until decided.
 """
@@ -32,8 +35,30 @@ class RequestError(Exception):
         self.code = code
 
 
+class PrefillCache:
+    """The prompt tokens whose KV entries came from whole prefill chunks starting at multiples of n_batch.
+
+    Only these are reused: a cold run evaluates a prompt as chunks [0, n), [n, 2n), ..., so a warm run
+    that keeps a multiple of n tokens and evaluates the rest from there runs the very same batches,
+    and its logits (hence its answer) are byte-identical. A prefix that ends mid-chunk, or KV entries
+    written one token at a time while decoding, would give other batches and possibly other bits.
+    A change of n_batch (thermal load shedding) moves the chunk boundaries, so it empties the cache.
+    """
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.batch = 0
+
+    def reusable(self, batch: int) -> list[int]:
+        return self.tokens if batch == self.batch else []
+
+    def keep(self, tokens: list[int], batch: int) -> None:
+        self.tokens, self.batch = tokens, batch
+
+
 class Generation:
-    def __init__(self, llm: Llama, kind: str, params: dict[str, Any], default_seed: int):
+    def __init__(self, llm: Llama, kind: str, params: dict[str, Any], default_seed: int,
+                 cache: PrefillCache):
         allowed = CHAT_PARAMS if kind == "chat" else COMPLETION_PARAMS
         unknown = sorted(set(params) - allowed)
         if kind not in ("chat", "completion"):
@@ -61,6 +86,7 @@ class Generation:
         self._sampling = {SAMPLING[key]: params[key] for key in SAMPLING if params.get(key) is not None}
         self._grammar_obj = self._grammar(params)
         self._tokens: Any = None  # the sampling generator, created once the prompt is in the KV cache
+        self._cache = cache
         self._prefilled = self._reuse_cached_prefix()
 
     def _prompt_tokens(self, kind: str, params: dict[str, Any]) -> list[int]:
@@ -96,18 +122,20 @@ class Generation:
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
 
     def _reuse_cached_prefix(self) -> int:
-        """Keep the KV cache of the longest prefix this prompt shares with the previous request."""
-        llm, body = self.llm, self.prompt_tokens[:-1]
+        """Keep the KV cache of the longest n_batch-aligned prefix shared with the cache's whole chunks."""
+        llm, body, batch = self.llm, self.prompt_tokens[:-1], self.llm.n_batch
         shared = 0
-        for cached, wanted in zip(llm._input_ids, body, strict=False):
-            if cached != wanted:
+        for cached, live, wanted in zip(self._cache.reusable(batch), llm._input_ids, body, strict=False):
+            if not cached == live == wanted:
                 break
             shared += 1
+        shared -= shared % batch
         if shared and not llm._ctx.kv_cache_seq_rm(-1, shared, -1):
             shared = 0
         if not shared:
             llm.reset()
         llm.n_tokens = shared
+        self._cache.keep(body[:shared], batch)
         return shared
 
     @property
@@ -126,6 +154,8 @@ class Generation:
                 chunk = self.prompt_tokens[self._prefilled:min(end, self._prefilled + self.llm.n_batch)]
                 self.llm.eval(chunk)
                 self._prefilled += len(chunk)
+                if len(chunk) == self.llm.n_batch:
+                    self._cache.keep(self.prompt_tokens[:self._prefilled], self.llm.n_batch)
                 return "", None
             self.llm.set_seed(self._seed)
             self._tokens = self.llm.generate(self.prompt_tokens, grammar=self._grammar_obj, **self._sampling)

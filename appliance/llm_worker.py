@@ -77,6 +77,8 @@ class LlmWorker(WorkerRuntime):
     def run(self) -> None:
         from llama_cpp import Llama
 
+        from appliance.llm_generation import PrefillCache
+
         llm_spec = self.profile.llm
         artifact = checked_llm_gguf(self.spec.bundle_dir, list(llm_spec.gguf_types))
         self.threads = max(1, min(llm_spec.threads, len(self.spec.cores)))
@@ -87,6 +89,7 @@ class LlmWorker(WorkerRuntime):
         if self.spec.config.llm.warmup:
             self.llm.create_completion("warm up", max_tokens=1, temperature=0.0)
         self.scheduler = Scheduler()
+        self.prefill_cache = PrefillCache()
         self.send(Ready({
             "artifact": artifact.relpath, "sha256": artifact.sha256,
             "quant_type": artifact.entry.get("quant_type"), "n_ctx": self.llm.n_ctx(),
@@ -130,7 +133,8 @@ class LlmWorker(WorkerRuntime):
                 return
             sequence = scheduler.waiting.popleft()
             try:
-                sequence.generation = Generation(self.llm, sequence.kind, sequence.params, DEFAULT_SEED)
+                sequence.generation = Generation(self.llm, sequence.kind, sequence.params, DEFAULT_SEED,
+                                                 self.prefill_cache)
             except RequestError as exc:
                 self._error(sequence, exc.code, str(exc))
                 return

@@ -12,6 +12,7 @@ In-process API (used by the HTTP layer, issue 7, which runs in this same process
     sup.governor   ThermalGovernor: band, admission_paused, status()
     sup.audit      AuditLog: append(event, **fields) for per-request records
     sup.readiness() appliance.readiness.Readiness: ready, or the reason class (the one verdict of every view)
+    sup.kbs        KbRegistry: the served knowledge bases (opened by `orbox serve` once the workers start)
     sup.status()   {"ready", "readiness", "workers": [{"name", "pid", "state", "restarts", ...}], "thermal", ...}
                    (each worker entry is a protocol.WorkerStatus; status.json holds the same)
     sup.stop()     ordered shutdown (LLM and encoder first, video last), bounded by shutdown_timeout_s
@@ -35,6 +36,7 @@ from appliance.audit import AuditLog
 from appliance.clients import EncoderClient, LlmClient, VideoClient
 from appliance.config import ApplianceConfig
 from appliance.frame_ring import FrameRing, frame_shape
+from appliance.knowledge_bases import KbRegistry
 from appliance.mcu_client import McuClient, McuError
 from appliance.model_bundle import manifest_sha256
 from appliance.protocol import Configure, Configured, WorkerName, WorkerState, WorkerStatus
@@ -94,6 +96,7 @@ class Supervisor:
         self._next_status = 0.0
         self._last_status_text = ""
         self.manifest_sha256: str | None = None
+        self.kbs = KbRegistry(profile, self._audit)
 
         self.video_format = video_format(profile, config)
         shm_name = config.video.shm_name or f"orbox-video-{os.getpid()}"
@@ -363,6 +366,7 @@ class Supervisor:
             "llm": {"queue_depth": self.llm.queue_depth(), "admission_paused": self.governor.admission_paused,
                     "reduced": self._llm_reduced},
             "video": self.video.stats(),
+            "knowledge_bases": self.kbs.status(),
         }
 
     def _publish_status(self, force: bool = False) -> None:

@@ -4,8 +4,11 @@
    corpus (quantized to GGUF by `orbox quantize llm`'s pipeline) and the real MiniLM encoder
    (INT8 by `orbox quantize encoder`'s pipeline). Reused on later runs unless --rebuild.
 2. Start a simulated board MCU on a pty and `orbox serve` with the synthetic smoky video source.
+   The box also serves a knowledge base built here from the synthetic handbook (knowledge_base.synthetic)
+   with the demo bundle's encoder, as kb:handbook.
 3. Print the status page URL and a curl example, run that exact curl line to prove it works as
-   printed, then serve until Ctrl-C (or --duration seconds).
+   printed, ask kb:handbook one question it can answer (printed with its citations) and one it cannot
+   (refused), then serve until Ctrl-C (or --duration seconds).
 
 `--dehaze-clip` adds the offline dehaze flow: a synthetic smoky clip, dehazed into a side-by-side
 video, the quality table on the synthetic suite and the kernel latency summary.
@@ -30,6 +33,7 @@ import click
 DEMO_DEVICE = "demo-tablet"
 EMBEDDING_ID = "all-minilm-l6-v2"
 QUESTION = "What should be checked before insufflation?"
+KB_NAME = "handbook"
 
 
 class DemoError(click.ClickException):
@@ -61,8 +65,10 @@ def demo(out_dir: Path, profile_name: str | None, port: int, size: str, rebuild:
     bundle = out_dir / "bundle"
     click.echo(f"[1/3] demo bundle for profile {profile!r} in {bundle}")
     _build_bundle(bundle, profile, rebuild)
-    click.echo("[2/3] starting the simulated MCU and `orbox serve` (synthetic smoky video)")
-    with _mcu_sim(out_dir) as mcu_link, _serve(out_dir, bundle, profile, port, mcu_link, width, height) as key:
+    kb_dir, answerable, unanswerable = _build_kb(out_dir, bundle, rebuild)
+    click.echo("[2/3] starting the simulated MCU and `orbox serve` (synthetic smoky video, kb:handbook)")
+    with _mcu_sim(out_dir) as mcu_link, \
+            _serve(out_dir, bundle, profile, port, mcu_link, width, height, kb_dir) as key:
         base = f"http://127.0.0.1:{port}"
         llm_id = _llm_model_id(base, key)
         click.echo("[3/3] the box is serving")
@@ -76,6 +82,7 @@ def demo(out_dir: Path, profile_name: str | None, port: int, size: str, rebuild:
         reply = json.loads(answer.stdout)
         click.echo(f"      -> {reply['choices'][0]['message']['content']!r}")
         click.echo(f"         (model {reply['model']}, fingerprint {reply['system_fingerprint']})")
+        _grounded_answers(base, key, answerable, unanswerable)
         click.echo(f"      keys: {out_dir / 'api-keys.json'}; audit log: {out_dir / 'state' / 'audit.jsonl'}")
         _wait(duration)
 
@@ -156,6 +163,66 @@ def _build_bundle(bundle: Path, profile: str, rebuild: bool) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _build_kb(out_dir: Path, bundle: Path, rebuild: bool) -> tuple[Path, str, str]:
+    """The synthetic handbook (seeded, zh + en) as a KB next to the bundle; (KB dir, an answerable and an
+    unanswerable English question from its qrels)."""
+    from knowledge_base import KnowledgeBaseError
+    from knowledge_base.build import BuildOptions, build_kb
+    from knowledge_base.synthetic import generate_corpus, write_corpus
+
+    corpus = generate_corpus(seed=0, drugs=6, diseases=4, departments=2)
+    answerable = next(q.query for q in corpus.questions if q.answerable and q.lang == "en" and q.kind == "dose")
+    unanswerable = next(q.query for q in corpus.questions if not q.answerable and q.lang == "en")
+    kb_dir = out_dir / KB_NAME
+    click.echo(f"      knowledge base kb:{KB_NAME} from the synthetic handbook in {kb_dir}")
+    if (kb_dir / "manifest.json").is_file() and not rebuild:
+        click.echo("      reusing it (--rebuild to make a new one)")
+        return kb_dir, answerable, unanswerable
+    src = out_dir / "handbook-src"
+    shutil.rmtree(src, ignore_errors=True)
+    write_corpus(corpus, src, out_dir / "handbook-qrels.jsonl")
+    shutil.rmtree(kb_dir, ignore_errors=True)
+    try:  # MiniLM is trained on English only: Chinese questions use the lexical leg alone
+        report = build_kb(BuildOptions(src, kb_dir, bundle, dense_languages=("en",)),
+                          warn=lambda line: click.echo(f"        {line}"))
+    except KnowledgeBaseError as exc:
+        raise DemoError(f"building the demo knowledge base failed: {exc}") from exc
+    click.echo(f"      indexed {report.documents} documents, {report.chunks} chunks")
+    return kb_dir, answerable, unanswerable
+
+
+def _grounded_answers(base: str, key: str, answerable: str, unanswerable: str) -> None:
+    """One answer with its citations (quote mode too when the checker dropped every statement), one refusal."""
+    import httpx
+
+    def ask(question: str, mode: str) -> dict:
+        body = {"model": f"kb:{KB_NAME}", "messages": [{"role": "user", "content": question}],
+                "orbox": {"mode": mode}}
+        response = httpx.post(f"{base}/v1/chat/completions", json=body, timeout=120,
+                              headers={"Authorization": f"Bearer {key}"})
+        if response.status_code != 200:
+            raise DemoError(f"the grounded answer failed ({response.status_code}): {response.text}")
+        return response.json()
+
+    click.echo(f"      grounded answers from kb:{KB_NAME} (model kb:{KB_NAME}; orbox.mode answer or quote):")
+    for mode in ("answer", "quote"):
+        reply = ask(answerable, mode)
+        message = reply["choices"][0]["message"]
+        click.echo(f"      Q: {answerable}  [{mode}]")
+        if message["refusal"]:
+            click.echo(f"      -> refused ({reply['orbox']['refusal_code']}): {message['refusal']}")
+            continue
+        click.echo(f"      -> {message['content']!r}")
+        for annotation in message["annotations"]:
+            citation = annotation["kb_citation"]
+            click.echo(f"         [{annotation['start_index']}:{annotation['end_index']}] cites {citation['doc_id']} "
+                       f"chars {citation['start_char']}-{citation['end_char']}: {citation['cited_text']!r}")
+        break
+    reply = ask(unanswerable, "answer")
+    click.echo(f"      Q: {unanswerable}\n      -> refused ({reply['orbox']['refusal_code']}): "
+               f"{reply['choices'][0]['message']['refusal']}")
+
+
 class _Progress:
     """Stage lines and byte progress bars for the LLM build (a stage closes the previous bars)."""
 
@@ -192,7 +259,7 @@ def _mcu_sim(out_dir: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _serve(out_dir: Path, bundle: Path, profile: str, port: int, mcu_link: Path, width: int,
-           height: int) -> Iterator[str]:
+           height: int, kb_dir: Path) -> Iterator[str]:
     """`orbox serve` in the background with a fresh key for the demo device; yields the key."""
     from appliance.api.keys import KeyStore
 
@@ -210,7 +277,7 @@ def _serve(out_dir: Path, bundle: Path, profile: str, port: int, mcu_link: Path,
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "orbox", "serve", "--profile", profile, "--bundle",
                                     str(bundle), "--config", str(config), "--port", str(port), "--keys",
-                                    str(keys.path)], stdout=log, stderr=log)
+                                    str(keys.path), "--kb", str(kb_dir)], stdout=log, stderr=log)
     try:
         _wait_until(lambda: _ready(port, key), 240, f"`orbox serve` to be ready (log: {log_path})", process)
         yield key

@@ -12,12 +12,13 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from appliance.api.schemas import ModelCard
+from appliance.knowledge_bases import KbRegistry
 
 
 @dataclass(frozen=True)
 class ModelInfo:
     id: str
-    role: str  # "llm" or "embedding"
+    role: str  # "llm", "embedding", "reranker" or "kb"
     artifact: str
     sha256: str
     quant_type: str | None
@@ -58,8 +59,6 @@ def models(status: dict[str, Any], manifest: dict[str, Any]) -> list[ModelInfo]:
     encoder = _worker(status, "encoder")
     if encoder:
         for role, info in sorted(encoder["info"].get("roles", {}).items()):
-            if role != "embedding":
-                continue
             sha256 = str(info["sha256"])
             artifact, entry = next(((path, entry) for path, entry in manifest.get("artifacts", {}).items()
                                     if entry.get("sha256") == sha256), (f"encoder/{role}", {}))
@@ -68,6 +67,12 @@ def models(status: dict[str, Any], manifest: dict[str, Any]) -> list[ModelInfo]:
             found.append(ModelInfo(str(info["model_id"]), role, artifact, sha256, quant, profile,
                                    encoder["state"], dim=info.get("dim")))
     return found
+
+
+def kb_models(kbs: KbRegistry, profile: str) -> list[ModelInfo]:
+    """Each served KB as `kb:<name>`; its sha256 is that of its manifest, which pins every file of it."""
+    return [ModelInfo(served.model_id, "kb", str(served.path), served.kb.sha256, None, profile, "ready",
+                      dim=served.kb.encoder.dim) for served in kbs.served.values()]
 
 
 def find(status: dict[str, Any], manifest: dict[str, Any], model_id: str, role: str) -> ModelInfo | None:

@@ -12,12 +12,13 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from appliance.api.admission import AdmissionQueue
-from appliance.api.catalog import ModelInfo, find, models
+from appliance.api.catalog import ModelInfo, find, kb_models, models
 from appliance.api.errors import ApiError, unauthorized, unavailable
 from appliance.api.keys import KeyStore
 from appliance.api.records import Recorder, RequestRecord
 from appliance.api.settings import ApiSettings
 from appliance.api.supervisor_api import SupervisorApi
+from appliance.knowledge_bases import MODEL_PREFIX, ServedKb
 from primitives.artifacts import ModelBundleError, load_manifest
 
 DEADLINE_HEADER = "X-Orbox-Deadline"
@@ -52,7 +53,7 @@ class ApiContext:
         return self._manifest
 
     def models(self) -> list[ModelInfo]:
-        return models(self.supervisor.status(), self.manifest())
+        return models(self.supervisor.status(), self.manifest()) + kb_models(self.supervisor.kbs, self.profile)
 
     def _model(self, model_id: str, role: str, worker: str) -> ModelInfo:
         status = self.supervisor.status()
@@ -65,6 +66,9 @@ class ApiContext:
             raise ApiError(404, f"model: this box serves no {role} model (no {worker} worker: see "
                                 "/api/status bundle.workers_left_out)", code="model_not_found", param="model")
         if not known:
+            if state == "ready":
+                raise ApiError(404, f"model: this box's model bundle has no {role} model (the {worker} worker is "
+                               f"ready without one), found {model_id!r}", code="model_not_found", param="model")
             raise unavailable(f"no {role} model is loaded (the {worker} worker is {state})", 5,
                               code="model_not_loaded")
         raise ApiError(404, f"model: no {role} model {model_id!r} on this box; available: {', '.join(known)}",
@@ -73,8 +77,33 @@ class ApiContext:
     def llm_model(self, model_id: str) -> ModelInfo:
         return self._model(model_id, "llm", "llm")
 
+    def served_llm(self) -> ModelInfo:
+        """The LLM this box serves (grounded answers use it, whatever its id)."""
+        found = [model for model in models(self.supervisor.status(), self.manifest()) if model.role == "llm"]
+        if not found:
+            raise unavailable("no LLM is loaded to write a grounded answer (orbox.mode 'quote' needs none)", 5,
+                              code="model_not_loaded")
+        return found[0]
+
     def embedding_model(self, model_id: str) -> ModelInfo:
         return self._model(model_id, "embedding", "encoder")
+
+    def reranker_model(self, model_id: str) -> ModelInfo:
+        return self._model(model_id, "reranker", "encoder")
+
+    def kb(self, name: str, param: str) -> ServedKb:
+        """The served KB `name` (without the kb: prefix); a 404 naming the served ones, or why it was refused."""
+        kbs = self.supervisor.kbs
+        served = kbs.get(name)
+        if served is not None:
+            return served
+        if name in kbs.refused:
+            path, reason = kbs.refused[name]
+            raise ApiError(404, f"{param}: the knowledge base {MODEL_PREFIX}{name} ({path}) was refused at start: "
+                           f"{reason}", code="kb_not_loaded", param=param)
+        known = ", ".join(kbs.served_ids()) or "none (start `orbox serve` with --kb KB_DIR)"
+        raise ApiError(404, f"{param}: no knowledge base {MODEL_PREFIX}{name!s} on this box; served: {known}",
+                       code="kb_not_found", param=param)
 
     def deadline_s(self, request: Request) -> float:
         """The config's deadline, or a shorter one from the X-Orbox-Deadline header (seconds)."""

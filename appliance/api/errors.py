@@ -13,6 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from appliance.api.admission import QueueFull, QueueTimeout
+from appliance.clients import Unavailable
+from appliance.protocol import RequestFailed
+
 _TYPE_OF_STATUS = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
                    405: "invalid_request_error", 413: "invalid_request_error", 422: "invalid_request_error",
                    503: "service_unavailable", 504: "timeout_error"}
@@ -45,6 +49,26 @@ def unauthorized(message: str) -> ApiError:
 
 def unavailable(message: str, retry_after_s: float, code: str = "unavailable") -> ApiError:
     return ApiError(503, message, code=code, retry_after_s=retry_after_s)
+
+
+_STATUS_OF_WORKER_CODE = {"context_length_exceeded": 400, "invalid_request": 400, "worker_lost": 503,
+                   "worker_unavailable": 503, "worker_stopping": 503, "deadline_exceeded": 504}
+
+def worker_error(event: RequestFailed) -> ApiError:
+    code = event.code
+    status = _STATUS_OF_WORKER_CODE.get(code, 500)
+    return ApiError(status, event.message, code=code,
+                    param="messages" if code == "context_length_exceeded" else None,
+                    retry_after_s=5 if status == 503 else None)
+
+
+def admission_error(exc: QueueFull | Unavailable | QueueTimeout) -> ApiError:
+    """Why a request was not admitted: 503 with Retry-After, or 504 when its deadline passed in the queue."""
+    if isinstance(exc, Unavailable):
+        return unavailable(str(exc), exc.retry_after_s)
+    if isinstance(exc, QueueFull):
+        return unavailable(str(exc), 2, code="queue_full")
+    return ApiError(504, str(exc), code="deadline_exceeded")
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:

@@ -6,14 +6,19 @@ answers with a typed `context_length_exceeded` error.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from appliance.grounding import KbCitationAnnotation, Mode, StatementCheck
 from appliance.readiness import NotReady
+from knowledge_base.answerability import Answerability
 
 MAX_STOP = 4
 MAX_EMBED_INPUTS = 256
+MAX_QUERY_CHARS = 4096
+MAX_KB_TOP_K = 100  # knowledge_base.search.MAX_TOP_K
+MAX_RERANK_DOCUMENTS = 256
 
 
 class _Strict(BaseModel):
@@ -61,10 +66,19 @@ class _Sampling(_Strict):
         return [s for s in stops if s]
 
 
+class OrboxOptions(_Strict):
+    """The optional `orbox` object of a `kb:<name>` chat request (send it with the openai client's extra_body)."""
+
+    mode: Literal["answer", "quote"] = Field("answer", description="answer: statements written by the LLM, each "
+                                             "checked against the sentences it cites; quote: verbatim source "
+                                             "sentences, no LLM")
+
+
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1, max_length=1024)
     max_completion_tokens: int | None = Field(None, ge=1, le=32768)
     response_format: ResponseFormat | None = None
+    orbox: OrboxOptions | None = Field(None, description="only for model kb:<name>")
 
 
 class CompletionRequest(_Sampling):
@@ -86,6 +100,21 @@ class EmbeddingRequest(_Strict):
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class KbSearchRequest(_Strict):
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    top_k: int = Field(5, ge=1, le=MAX_KB_TOP_K)
+
+
+class RerankRequest(_Strict):
+    """llama.cpp server's and Cohere's rerank request."""
+
+    model: str = Field(min_length=1, max_length=256)
+    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
+    documents: list[str] = Field(min_length=1, max_length=MAX_RERANK_DOCUMENTS)
+    top_n: int | None = Field(None, ge=1)
+    return_documents: bool = False
 
 
 # --------------------------------------------------------------------------- responses
@@ -127,6 +156,45 @@ class ChatCompletion(_Answer):
     choices: list[ChatChoice]
 
 
+class GroundedMessage(BaseModel):
+    """A grounded answer: `content` and its citations, or a `refusal` (then `content` is null, `annotations` empty)."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+    refusal: str | None
+    annotations: list[KbCitationAnnotation]
+
+
+class GroundedChoice(BaseModel):
+    index: int = 0
+    message: GroundedMessage
+    logprobs: None = None
+    finish_reason: str
+
+
+class RetrievedChunk(BaseModel):
+    chunk_id: int
+    score: float
+
+
+class GroundingReport(BaseModel):
+    """How a grounded answer came about: the KB and LLM, the chunks retrieved, the gate and the checker's verdicts."""
+
+    mode: Mode
+    kb_sha256: str
+    llm_sha256: str | None = Field(description="null when no LLM ran (quote mode, or a refusal by the gate)")
+    retrieved: list[RetrievedChunk]
+    answerability: Answerability
+    verdicts: list[StatementCheck]
+    refusal_code: str | None
+
+
+class GroundedCompletion(_Answer):
+    object: Literal["chat.completion"] = "chat.completion"
+    choices: list[GroundedChoice]
+    orbox: GroundingReport
+
+
 class CompletionChoice(BaseModel):
     index: int = 0
     text: str
@@ -149,6 +217,45 @@ class EmbeddingList(BaseModel):
     object: Literal["list"] = "list"
     data: list[Embedding]
     model: str
+    usage: EmbeddingUsage
+
+
+class KbSearchResult(BaseModel):
+    """One chunk; `text == document_text[start_char:end_char]` of document `doc_id` as read."""
+
+    chunk_id: int
+    doc_id: str
+    doc_title: str
+    section: str
+    page: int | None
+    text: str
+    start_char: int
+    end_char: int
+    score: float
+
+
+class KbSearchResults(BaseModel):
+    object: Literal["list"] = "list"
+    model: str = Field(description="kb:<name>")
+    kb_sha256: str
+    results: list[KbSearchResult]
+
+
+class RerankDocument(BaseModel):
+    text: str
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: RerankDocument | None = None
+
+
+class RerankResponse(BaseModel):
+    id: str
+    object: Literal["list"] = "list"
+    model: str
+    results: list[RerankResult]
     usage: EmbeddingUsage
 
 
@@ -182,6 +289,6 @@ class HealthStatus(BaseModel):
                                                       "after the Retry-After header's seconds")
 
 
-def json_or_stream(model: type[BaseModel]) -> dict[int | str, dict]:
+def json_or_stream(model: Any) -> dict[int | str, dict]:
     """OpenAPI entry of an endpoint that answers JSON, or an SSE stream when the request says `stream: true`."""
     return {200: {"model": model, "content": {"text/event-stream": {"schema": {"type": "string"}}}}}

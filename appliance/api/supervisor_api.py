@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from appliance.audit import AuditLog
 from appliance.clients import EncoderClient, LlmClient, VideoClient
+from appliance.knowledge_bases import KbRegistry
 from appliance.readiness import Readiness
 from hw_profiles import Profile
 
@@ -21,6 +22,7 @@ class SupervisorApi(Protocol):
     llm: LlmClient
     encoder: EncoderClient
     video: VideoClient
+    kbs: KbRegistry
 
     def readiness(self) -> Readiness:
         """Ready, or the reason class; status()["ready"] holds the same verdict."""

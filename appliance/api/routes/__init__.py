@@ -1,6 +1,6 @@
 """One router per resource; `appliance.api.app.create_app` mounts every router in ROUTERS.
 
-A new resource (the knowledge base next: routes/knowledge.py) gets its own module here, its
+A new resource gets its own module here, its
 request and response models in appliance.api.schemas, and one line in ROUTERS.
 """
 
@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from appliance.api.routes import embeddings, health, llm, status
+from appliance.api.routes import embeddings, health, kb, llm, status
 
-ROUTERS: tuple[APIRouter, ...] = (llm.router, status.router, health.router, embeddings.router)
+ROUTERS: tuple[APIRouter, ...] = (llm.router, status.router, health.router, embeddings.router, kb.router)

@@ -25,8 +25,9 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from appliance.api.admission import QueueFull, QueueTimeout
 from appliance.api.catalog import ModelInfo
 from appliance.api.deps import ApiContext, AuthedCaller, Caller, Ctx
-from appliance.api.errors import ApiError, unavailable
+from appliance.api.errors import ApiError, admission_error, worker_error
 from appliance.api.records import RequestRecord, prompt_digest
+from appliance.api.routes import grounded
 from appliance.api.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -34,26 +35,18 @@ from appliance.api.schemas import (
     ChatCompletionRequest,
     CompletionChoice,
     CompletionRequest,
+    GroundedCompletion,
     ModelList,
     TextCompletion,
     TokenUsage,
     json_or_stream,
 )
 from appliance.clients import TokenStream, Unavailable
+from appliance.knowledge_bases import MODEL_PREFIX
 from appliance.protocol import Done, GenerationEvent, GenerationKind, RequestFailed, Token, Usage
 
 router = APIRouter(tags=["openai"])
-_STATUS_OF_CODE = {"context_length_exceeded": 400, "invalid_request": 400, "worker_lost": 503,
-                   "worker_unavailable": 503, "worker_stopping": 503, "deadline_exceeded": 504}
 _CLIENT_CLOSED = 499  # nginx's convention for "the client went away"; recorded in the audit log only
-
-
-def _worker_error(event: RequestFailed) -> ApiError:
-    code = event.code
-    status = _STATUS_OF_CODE.get(code, 500)
-    return ApiError(status, event.message, code=code,
-                    param="messages" if code == "context_length_exceeded" else None,
-                    retry_after_s=5 if status == 503 else None)
 
 
 def _sampling(body: ChatCompletionRequest | CompletionRequest, max_tokens: int | None) -> dict[str, Any]:
@@ -203,6 +196,11 @@ async def _watch_disconnect(request: Request, stream: TokenStream) -> None:
 async def _run(ctx: ApiContext, request: Request, caller: Caller, body: ChatCompletionRequest | CompletionRequest,
                kind: GenerationKind, endpoint: str) -> Response:
     record = RequestRecord(endpoint, caller.name)
+    if isinstance(body, ChatCompletionRequest) and body.orbox is not None:
+        error = ApiError(400, f"orbox: only for knowledge-base models (kb:<name>), found model {body.model!r}",
+                         code="invalid_request", param="orbox")
+        ctx.recorder.finish(record, error.status, error=error.code)
+        return error.response({"X-Request-Id": record.id})
     if kind == "chat":
         assert isinstance(body, ChatCompletionRequest)
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
@@ -232,11 +230,11 @@ async def _run(ctx: ApiContext, request: Request, caller: Caller, body: ChatComp
                 generation.stream = ctx.supervisor.llm.submit(params, kind=kind, request_id=record.id,
                                                               loop=asyncio.get_running_loop())
             except Unavailable as exc:
-                raise unavailable(str(exc), exc.retry_after_s) from exc
+                raise admission_error(exc) from exc
             events = generation.events()
             first = await anext(events)
             if isinstance(first, RequestFailed):
-                raise _worker_error(first)
+                raise worker_error(first)
             if body.stream:
                 include_usage = bool(body.stream_options and body.stream_options.include_usage)
                 generation.slot = stack.pop_all()  # the slot now belongs to the streaming response
@@ -245,9 +243,7 @@ async def _run(ctx: ApiContext, request: Request, caller: Caller, body: ChatComp
                                                   "Cache-Control": "no-cache"})
             return await _collect(ctx, request, generation, first, events)
     except (QueueFull, Unavailable, QueueTimeout) as exc:
-        error = (unavailable(str(exc), exc.retry_after_s) if isinstance(exc, Unavailable) else
-                 unavailable(str(exc), 2, code="queue_full") if isinstance(exc, QueueFull) else
-                 ApiError(504, str(exc), code="deadline_exceeded"))
+        error = admission_error(exc)
         ctx.recorder.finish(record, error.status, error=error.code)
         return error.response({"X-Request-Id": record.id})
     except ApiError as error:
@@ -267,7 +263,7 @@ async def _collect(ctx: ApiContext, request: Request, generation: Generation, fi
     finally:
         watcher.cancel()
     if isinstance(last, RequestFailed):
-        error = _worker_error(last)
+        error = worker_error(last)
         ctx.recorder.finish(record, error.status, error=error.code, completion_tokens=generation.completion_tokens)
         return error.response({"X-Request-Id": record.id})
     reason = generation.finish_reason
@@ -316,7 +312,7 @@ async def _sse(generation: Generation, first: GenerationEvent, events: AsyncIter
                 yield _sse_line(generation.chunk([], usage=generation.usage()))
             break
         else:
-            error = _worker_error(event)
+            error = worker_error(event)
             generation.status, generation.outcome = error.status, {"error": error.code}
             yield _sse_line(error.body())
             break
@@ -324,9 +320,14 @@ async def _sse(generation: Generation, first: GenerationEvent, events: AsyncIter
     yield _sse_line("[DONE]")
 
 
-@router.post("/v1/chat/completions", responses=json_or_stream(ChatCompletion))
+@router.post("/v1/chat/completions", responses=json_or_stream(ChatCompletion | GroundedCompletion))
 async def chat_completions(body: ChatCompletionRequest, request: Request, ctx: Ctx, caller: AuthedCaller) -> Response:
-    """OpenAI chat completion (streaming with `stream: true`, ending with `data: [DONE]`)."""
+    """OpenAI chat completion (streaming with `stream: true`, ending with `data: [DONE]`).
+
+    With `model: kb:<name>` the answer is grounded in that knowledge base (routes.grounded).
+    """
+    if body.model.startswith(MODEL_PREFIX):
+        return await grounded.chat_completion(ctx, request, caller, body)
     return await _run(ctx, request, caller, body, "chat", "/v1/chat/completions")
 
 
