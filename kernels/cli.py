@@ -18,8 +18,42 @@ def dehaze() -> None:
 @dehaze.command("eval")
 @click.option("--width", default=960, show_default=True, help="Scene width in pixels.")
 @click.option("--height", default=540, show_default=True, help="Scene height in pixels.")
-def eval_command(width: int, height: int) -> None:
-    """Score hazy input, textbook DCP and orbox on the seeded synthetic smoke suite."""
+@click.option("--clips", "clips_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Score every video in DIR (real footage, no ground truth) instead of the suite.")
+@click.option("--sheet", type=click.Path(dir_okay=False, path_type=Path), default=Path("dehaze-clips.png"),
+              show_default=True, help="Contact sheet written by --clips (input | output | correction per frame).")
+@click.option("--local-plume", is_flag=True, help="Score the synthetic local-plume clips against issue 17's targets.")
+@click.option("--clip-size", default="1920x1080", show_default=True, help="WxH of the --local-plume clips.")
+def eval_command(width: int, height: int, clips_dir: Path | None, sheet: Path, local_plume: bool,
+                 clip_size: str) -> None:
+    """Score hazy input, textbook DCP and orbox on the seeded synthetic smoke suite (or on clips)."""
+    from kernels.dehazer import Dehazer
+
+    if clips_dir is not None:
+        from kernels.clips import evaluate_real_clips, format_real_reports
+
+        with click.progressbar(length=len(list(clips_dir.iterdir())), label="scoring clips", file=sys.stderr) as bar:
+            reports = evaluate_real_clips(clips_dir, sheet, Dehazer, progress=lambda _: bar.update(1))
+        if not reports:
+            raise click.ClickException(f"{clips_dir}: no readable video (.avi/.mp4/.mkv/.mov)")
+        click.echo(format_real_reports(reports))
+        click.echo(f"contact sheet: {sheet}")
+    if local_plume:
+        from kernels.clips import format_clip_scores, local_plume_clips, score_clip
+
+        clip_width, clip_height = _parse_size(clip_size, "--clip-size")
+        clips = local_plume_clips(clip_width, clip_height)
+        with click.progressbar(length=len(clips), label="scoring local-plume clips", file=sys.stderr) as bar:
+            scores = []
+            for clip in clips:
+                scores.append(score_clip(clip, Dehazer))
+                bar.update(1)
+        click.echo(format_clip_scores(scores))
+    if clips_dir is None and not local_plume:
+        _eval_suite(width, height)
+
+
+def _eval_suite(width: int, height: int) -> None:
     from kernels.quality import FLICKER_LIMIT, do_no_harm, evaluate, flicker, format_table
     from kernels.synthetic import clean_suite, standard_suite
 
@@ -73,7 +107,7 @@ def run_command(source: str | None, synthetic: bool, output: Path, side_by_side:
         raise click.UsageError("give exactly one of --input FILE|/dev/videoN or --synthetic")
     try:
         if synthetic:
-            width, height = _parse_size(size)
+            width, height = _parse_size(size, "--size")
             fps, total = 30.0, frames
             stream = synthetic_frames(width, height, frames, fps)
             capture = None
@@ -93,9 +127,9 @@ def run_command(source: str | None, synthetic: bool, output: Path, side_by_side:
                f"max {summary.max_ms:.2f} ms")
 
 
-def _parse_size(size: str) -> tuple[int, int]:
+def _parse_size(size: str, option: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError as exc:
-        raise click.BadParameter(f"expected WxH such as 1280x720, got {size!r}", param_hint="--size") from exc
+        raise click.BadParameter(f"expected WxH such as 1280x720, got {size!r}", param_hint=option) from exc
     return width, height

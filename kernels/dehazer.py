@@ -184,6 +184,19 @@ class Dehazer:
         """Copy of the last frame's unrefined transmission on the s-subsampled grid (for analysis)."""
         return self._t.copy()
 
+    def correction_grid(self) -> np.ndarray:
+        """The last frame's applied correction 1 - t' per grid cell (0: untouched), NaN outside the disc.
+
+        t' is the refined, gated and strength-scaled transmission the recovery pass used at the
+        cell's centre (for analysis: which cells were treated as smoky).
+        """
+        correction = np.zeros(self._luma.shape, np.float32)
+        if self.stats and not self.stats["gated"]:
+            refined = np.clip(self._a * self._luma + self._b, self.tuning.t0, 1.0)
+            correction = (1.0 - refined).astype(np.float32)
+        correction[self._inside == 0] = np.nan
+        return correction
+
     # ---------------------------------------------------------------- internals
 
     def _allocate(self) -> None:

@@ -62,6 +62,16 @@ def tinted_photo(name: str, height: int, width: int) -> np.ndarray:
     return np.clip(image * TISSUE_TINT, 0.0, 1.0)
 
 
+def draw_instrument(image: np.ndarray, entry: np.ndarray, tip: np.ndarray, shaft: int,
+                    gloss: np.ndarray) -> np.ndarray:
+    """`image` with a grey metal shaft from `entry` to `tip` (pixel (x, y)); `gloss` is its HxW brightness."""
+    height, width = image.shape[:2]
+    instrument = np.zeros((height, width), np.float32)
+    cv2.line(instrument, tuple(int(v) for v in entry), tuple(int(v) for v in tip), 1.0, shaft, cv2.LINE_AA)
+    metal = np.stack([gloss, gloss, gloss * 1.03], axis=-1)
+    return image * (1 - instrument[..., None]) + metal * instrument[..., None]
+
+
 def procedural_tissue(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """Mucosa with texture, vessels, a metal instrument and specular highlights (RGB 0..1)."""
     base = np.array([0.80, 0.34, 0.28], dtype=np.float32) * rng.uniform(0.85, 1.05)
@@ -83,14 +93,11 @@ def procedural_tissue(height: int, width: int, rng: np.random.Generator) -> np.n
     vessel_colour = np.array([0.45, 0.06, 0.08], np.float32)
     image = image * (1 - 0.8 * vessels[..., None]) + vessel_colour * (0.8 * vessels[..., None]) * shade[..., None]
 
-    instrument = np.zeros((height, width), np.float32)
     tip = rng.uniform([0.35 * width, 0.35 * height], [0.65 * width, 0.65 * height])
     entry = np.array([width * rng.choice([0.0, 1.0]), height * rng.uniform(0.0, 1.0)])
     shaft = max(6, int(0.07 * min(height, width)))
-    cv2.line(instrument, tuple(int(v) for v in entry), tuple(int(v) for v in tip), 1.0, shaft, cv2.LINE_AA)
     gloss = 0.45 + 0.35 * lowpass_noise(rng, height, width, shaft)
-    metal = np.stack([gloss, gloss, gloss * 1.03], axis=-1)
-    image = image * (1 - instrument[..., None]) + metal * instrument[..., None]
+    image = draw_instrument(image, entry, tip, shaft, gloss)
 
     speculars = np.zeros((height, width), np.float32)
     for _ in range(int(rng.integers(8, 20))):
