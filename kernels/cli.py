@@ -41,7 +41,7 @@ def eval_command(width: int, height: int, clips_dir: Path | None, sheet: Path, l
     if local_plume:
         from kernels.clips import format_clip_scores, local_plume_clips, score_clip
 
-        clip_width, clip_height = _parse_size(clip_size, "--clip-size")
+        clip_width, clip_height = parse_size(clip_size, "--clip-size")
         clips = local_plume_clips(clip_width, clip_height)
         with click.progressbar(length=len(clips), label="scoring local-plume clips", file=sys.stderr) as bar:
             scores = []
@@ -107,7 +107,7 @@ def run_command(source: str | None, synthetic: bool, output: Path, side_by_side:
         raise click.UsageError("give exactly one of --input FILE|/dev/videoN or --synthetic")
     try:
         if synthetic:
-            width, height = _parse_size(size, "--size")
+            width, height = parse_size(size, "--size")
             fps, total = 30.0, frames
             stream = synthetic_frames(width, height, frames, fps)
             capture = None
@@ -127,7 +127,7 @@ def run_command(source: str | None, synthetic: bool, output: Path, side_by_side:
                f"max {summary.max_ms:.2f} ms")
 
 
-def _parse_size(size: str, option: str) -> tuple[int, int]:
+def parse_size(size: str, option: str) -> tuple[int, int]:
     try:
         width, height = (int(v) for v in size.lower().split("x"))
     except ValueError as exc:

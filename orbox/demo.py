@@ -56,9 +56,9 @@ class DemoError(click.ClickException):
 def demo(out_dir: Path, profile_name: str | None, port: int, size: str, rebuild: bool, duration: float | None,
          dehaze_clip: bool, frames: int) -> None:
     """Build a demo bundle, start the box (video, encoder, LLM, API, simulated MCU) and show how to use it."""
-    from kernels.cli import _parse_size
+    from kernels.cli import parse_size
 
-    width, height = _parse_size(size)
+    width, height = parse_size(size, "--size")
     if dehaze_clip:
         _dehaze_clip(out_dir, frames, width, height)
     profile = profile_name or _detected_profile()
