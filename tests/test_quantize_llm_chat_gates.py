@@ -10,10 +10,10 @@ from orbox.cli import cli
 from primitives.artifacts import load_manifest
 from quantize.llm.export import convert_checkpoint
 from quantize.llm.gates.control_tokens import control_tokens_gate
-from quantize.llm.gates.generation import GENERATION_CASES, llama_generations, transformers_generations
+from quantize.llm.gates.generation import llama_generations, transformers_generations
 from quantize.llm.gates.generation_parity import generation_parity_gate
 from quantize.llm.gates.result import Thresholds
-from quantize.llm.gates.tokenizer_parity import hf_chat_ids
+from quantize.llm.gates.tokenizer_parity import CHAT_CASES, hf_chat_ids
 from quantize.tiny_models import build_tiny_llm
 
 pytestmark = pytest.mark.xdist_group("quantize_llm_chat_styles")
@@ -63,7 +63,7 @@ def test_a_wrong_end_of_generation_id_is_refused_naming_both_ids(long_answer, tm
 
     path = convert_checkpoint(long_answer, tmp_path / "f32.gguf", "f32").path
     hf = AutoTokenizer.from_pretrained(long_answer)
-    prompts = [hf_chat_ids(hf, messages) for messages in GENERATION_CASES]
+    prompts = [hf_chat_ids(hf, messages) for messages in CHAT_CASES]
     limit = 64
     reference = transformers_generations(long_answer, prompts, [hf.eos_token_id], limit)
     wrong = reference[0].tokens[20]  # a word of the long answer now ends generation in llama.cpp

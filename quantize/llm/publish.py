@@ -240,14 +240,14 @@ def _generation_gates(gates: dict[str, Any], reference: Path, outputs: dict[str,
     from transformers import AutoTokenizer
 
     from quantize.llm.gates.control_tokens import source_end_ids, thinking_markers
-    from quantize.llm.gates.generation import GENERATION_CASES, llama_generations, transformers_generations
+    from quantize.llm.gates.generation import llama_generations, transformers_generations
     from quantize.llm.gates.generation_parity import generation_parity_gate
     from quantize.llm.gates.smoke import smoke_gate
-    from quantize.llm.gates.tokenizer_parity import hf_chat_ids
+    from quantize.llm.gates.tokenizer_parity import CHAT_CASES, hf_chat_ids
 
     hf = AutoTokenizer.from_pretrained(model_dir)
-    prompts = [hf_chat_ids(hf, messages) for messages in GENERATION_CASES]
-    labels = [messages[-1]["content"][:40] for messages in GENERATION_CASES]
+    prompts = [hf_chat_ids(hf, messages) for messages in CHAT_CASES]
+    labels = [messages[-1]["content"][:40] for messages in CHAT_CASES]
     end_ids = sorted({i for ids in source_end_ids(model_dir, hf).values() for i in ids})
     limit = thresholds.generation_max_new_tokens
     stage(f"gate: generation parity (greedy, up to {limit} new tokens, transformers vs llama.cpp F32)")

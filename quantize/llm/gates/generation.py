@@ -15,18 +15,6 @@ import numpy as np
 
 from quantize.llm.gates.runtime import is_end_of_generation, open_llama
 
-# The prompts every generation check decodes: English, Chinese with a system message, and a short
-# multi-turn conversation (the same conversations the tokenizer-parity gate renders).
-GENERATION_CASES = [
-    [{"role": "user", "content": "When should the urinary catheter be removed?"}],
-    [{"role": "system", "content": "You are a careful surgical assistant."},
-     {"role": "user", "content": "术后发热38.5摄氏度应如何处理？"}],
-    [{"role": "system", "content": "Answer briefly."},
-     {"role": "user", "content": "Dose of paracetamol?"},
-     {"role": "assistant", "content": "1 g every 6 hours."},
-     {"role": "user", "content": "Maximum per day?"}],
-]
-
 
 @dataclass(frozen=True)
 class Generation:
