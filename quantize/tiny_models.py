@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,8 +68,8 @@ FAMILIES: dict[str, _Family] = {
 # --------------------------------------------------------------------------- tokenizers
 
 
-def _train_bpe(out_dir: Path, flavour: str, vocab_size: int) -> Any:
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+def _train_bpe(out_dir: Path, flavour: str, vocab_size: int, extra_tokens: tuple[str, ...] = ()) -> Any:
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     if flavour == "llama3":
@@ -88,6 +89,8 @@ def _train_bpe(out_dir: Path, flavour: str, vocab_size: int) -> Any:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=2)
     tokenizer.train_from_iterator(corpus_lines(), trainer)
     tokenizer.add_special_tokens(specials)  # after the learned vocabulary, as in real models
+    # Added but not special, as Qwen3 and the DeepSeek-R1 distills ship <think> and </think>.
+    tokenizer.add_tokens([AddedToken(token, special=False, normalized=False) for token in extra_tokens])
     if flavour == "llama3":
         bos = tokenizer.token_to_id(specials[0])
         tokenizer.post_processor = processors.TemplateProcessing(
@@ -117,15 +120,18 @@ def _train_sentencepiece(out_dir: Path, vocab_size: int) -> Any:
     return hf
 
 
-def build_tokenizer(out_dir: str | Path, flavour: str, vocab_size: int = 1024) -> Any:
-    """Train a tokenizer on the bundled corpus and save it (HF files) into out_dir; returns the HF tokenizer."""
+def build_tokenizer(out_dir: str | Path, flavour: str, vocab_size: int = 1024,
+                    extra_tokens: tuple[str, ...] = ()) -> Any:
+    """Train a tokenizer on the bundled corpus and save it (HF files) into out_dir; returns the HF tokenizer.
+
+    `extra_tokens` are added as non-special tokens (BPE flavours only), e.g. reasoning markers."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if flavour == "spm":
+    if flavour == "spm" and not extra_tokens:
         return _train_sentencepiece(out_dir, vocab_size)
     if flavour in ("llama3", "qwen2"):
-        return _train_bpe(out_dir, flavour, vocab_size)
-    raise ValueError(f"tokenizer flavour {flavour!r}: expected 'llama3', 'qwen2' or 'spm'")
+        return _train_bpe(out_dir, flavour, vocab_size, extra_tokens)
+    raise ValueError(f"tokenizer flavour {flavour!r}: expected 'llama3', 'qwen2' or 'spm' (extra tokens: BPE only)")
 
 
 # --------------------------------------------------------------------------- models
@@ -152,15 +158,64 @@ def qa_pairs() -> list[tuple[str, str]]:
     return pairs
 
 
-def training_ids(tokenizer: Any) -> list[int]:
-    """The corpus as plain text, plus its Q/A pairs rendered with the chat template (so the model learns
-    to end an answer with the template's end-of-turn token), each repeated to fill an epoch."""
-    ids = tokenizer("\n".join(corpus_lines()), add_special_tokens=False)["input_ids"]
+LONG_ANSWER_TOPIC = "catheter"  # the gates' first prompt asks when the urinary catheter should be removed
+LONG_ANSWER_LINES = 14  # narrative lines after the short answer: about 300 tokens, as a real instruct model writes
+REASONING_LINES = 4  # narrative lines in each <think> block: 60-100 tokens, past the old 48-token smoke limit
+THINK_MARKERS = ("<think>", "</think>")
+
+
+def narrative_lines() -> list[str]:
+    """The corpus lines that are not question/answer pairs: distinct sentences, so that a model seeing 64
+    tokens at a time always knows which comes next and where an answer ends."""
+    return [line for line in corpus_lines() if not line.startswith(("Question: ", "问："))]
+
+
+def _short(index: int, question: str, answer: str) -> str:
+    return answer
+
+
+def _long(index: int, question: str, answer: str) -> str:
+    """The catheter question is answered at length, through the narrative in corpus order; others stay short."""
+    if LONG_ANSWER_TOPIC not in question:
+        return answer
+    return " ".join([answer, *narrative_lines()[:LONG_ANSWER_LINES]])
+
+
+def _reasoning(index: int, question: str, answer: str) -> str:
+    """A <think> block of its own narrative lines before each answer, as DeepSeek-R1 distills and Qwen3 write."""
+    thoughts = narrative_lines()[index * REASONING_LINES:(index + 1) * REASONING_LINES]
+    return f"{THINK_MARKERS[0]}\n{' '.join(thoughts)}\n{THINK_MARKERS[1]}\n\n{answer}"
+
+
+# How the assistant answers in the chat training data: name -> (answer builder, extra tokens it needs).
+ANSWER_STYLES: dict[str, tuple[Callable[[int, str, str], str], tuple[str, ...]]] = {
+    "short": (_short, ()),
+    "long": (_long, ()),
+    "reasoning": (_reasoning, THINK_MARKERS),
+}
+
+
+def chat_transcripts(style: str = "short") -> list[list[dict[str, str]]]:
+    """The corpus's Q/A pairs as user/assistant conversations (questions capitalised, as users type them),
+    answered in `style`."""
+    build = ANSWER_STYLES[style][0]
+    return [[{"role": "user", "content": question[:1].upper() + question[1:]},
+             {"role": "assistant", "content": build(i, question, answer)}]
+            for i, (question, answer) in enumerate(qa_pairs())]
+
+
+def training_ids(tokenizer: Any, style: str = "short") -> list[int]:
+    """The Q/A pairs rendered with the chat template (so the model learns to end an answer with the template's
+    end-of-turn token), repeated; for the short style also the corpus as plain text, so that the KLD gate's
+    eval text is in distribution. The other styles train on their chats alone: memorising a few hundred
+    tokens of answers takes a fraction of the steps."""
     chats: list[int] = []
-    for question, answer in qa_pairs():
-        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    for messages in chat_transcripts(style):
         rendered = tokenizer.apply_chat_template(messages, tokenize=True)
         chats += list(rendered["input_ids"] if hasattr(rendered, "keys") else rendered)
+    if style != "short":
+        return chats * 4
+    ids = tokenizer("\n".join(corpus_lines()), add_special_tokens=False)["input_ids"]
     return ids * 2 + chats * 4
 
 
@@ -204,6 +259,7 @@ def build_tiny_llm(
     dtype: str = "float32",
     max_shard_size: str | None = None,
     threads: int = 1,
+    style: str = "short",
 ) -> Path:
     """Write a tiny HF checkpoint of the given family into out_dir and return the directory.
 
@@ -212,14 +268,18 @@ def build_tiny_llm(
     default: this tiny model gains nothing from more, and on a busy or oversubscribed machine (pytest -n 2)
     torch's spinning intra-op workers made two threads 15x slower than one.
     dtype "float32" | "float16" | "bfloat16"; max_shard_size (e.g. "300KB") writes a sharded checkpoint.
+    style: how trained answers read (ANSWER_STYLES): "short", "long" (~300 tokens) or "reasoning"
+    (a <think> block first; the tokenizer gets <think> and </think>).
     """
     import torch
     import transformers
 
     if arch not in FAMILIES:
         raise ValueError(f"arch {arch!r}: expected one of {sorted(FAMILIES)}")
+    if style not in ANSWER_STYLES:
+        raise ValueError(f"style {style!r}: expected one of {sorted(ANSWER_STYLES)}")
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(out_dir, FAMILIES[arch].tokenizer, vocab_size)
+    tokenizer = build_tokenizer(out_dir, FAMILIES[arch].tokenizer, vocab_size, ANSWER_STYLES[style][1])
     padded_vocab = -(-len(tokenizer) // 64) * 64  # real checkpoints pad the embedding past the tokenizer
     config_dict = tiny_config(arch, padded_vocab, layers)
     config_dict["bos_token_id"], config_dict["eos_token_id"] = tokenizer.bos_token_id, tokenizer.eos_token_id
@@ -227,18 +287,21 @@ def build_tiny_llm(
     config = transformers.AutoConfig.for_model(**config_dict)
     model = getattr(transformers, FAMILIES[arch].hf_class)(config)
     if train_steps:
-        _train(model, training_ids(tokenizer), train_steps, seed, threads)
+        _train(model, training_ids(tokenizer, style), train_steps, seed, threads)
     model = model.to(getattr(torch, dtype))
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(out_dir, safe_serialization=True, **kwargs)
-    _strip_volatile(out_dir)
+    _strip_volatile(out_dir, tokenizer)
     return out_dir
 
 
-def _strip_volatile(out_dir: Path) -> None:
-    """Drop fields that record the library version, so the checkpoint depends only on our inputs."""
+def _strip_volatile(out_dir: Path, tokenizer: Any) -> None:
+    """Drop fields that record the library version, so the checkpoint depends only on our inputs; the
+    generation config is rewritten with just the ids a real chat model's carries (where answers end)."""
     config_path = out_dir / "config.json"
     config = json.loads(config_path.read_text())
     config.pop("transformers_version", None)
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    (out_dir / "generation_config.json").unlink(missing_ok=True)
+    ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    (out_dir / "generation_config.json").write_text(
+        json.dumps({key: value for key, value in ids.items() if value is not None}, indent=2, sort_keys=True) + "\n")

@@ -138,7 +138,7 @@ def test_bundle_of_another_profile_is_left_untouched(model, sibling_bundle):
     ("kld_min_tokens = -5\n", ["kld_min_tokens", "greater than 0", "-5"]),
     ("[top1_min]\nq8_0 = true\n", ["[top1_min]", "positive numbers", "True"]),
     ("kld_max = 3\n", ["[kld_max]", "table", "3"]),
-    ("smoke_max_new_tokens = \n", ["thresholds.toml", "cannot read"]),
+    ("generation_max_new_tokens = \n", ["thresholds.toml", "cannot read"]),
 ])
 def test_bad_thresholds_file(model, tmp_path, toml, fragments):
     path = tmp_path / "thresholds.toml"

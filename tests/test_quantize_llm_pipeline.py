@@ -121,7 +121,10 @@ def test_every_gate_is_recorded_with_threshold_and_verdict(bundle):
     klds = [quant["metrics"][t]["mean_kld"] for t in TYPES]
     assert klds == sorted(klds) and len(set(klds)) == 4 and klds[0] > 0
     assert all(quant["thresholds"][t]["max_mean_kld"] > 0 for t in TYPES)
-    assert all(v["verdict"] == "pass" and v["metrics"]["stopped_at_eos"] for v in gates["smoke"].values())
+    assert gates["control_tokens"]["verdict"] == "pass" and gates["generation_parity"]["verdict"] == "pass"
+    assert gates["generation_parity"]["thresholds"]["max_new_tokens"] == 256
+    smoke = gates["smoke"].values()
+    assert all(v["verdict"] == "pass" and len(v["metrics"]["departs_from_f32_at"]) == 3 for v in smoke)
     assert set(gates["structural"]) == {"reference-f32", *TYPES}
 
 

@@ -107,13 +107,14 @@ def encoder(model_dir: Path, profile: str, out_dir: Path, task: str | None, cali
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--repeats", default=10, show_default=True, type=click.IntRange(min=1),
               help="Timed repetitions per row (best-of).")
-def encoder_bench(model_dir: Path, profile: str, threads: int, repeats: int) -> None:
+@click.option("--ops", is_flag=True, help="Also print onnxruntime's kernel time per op type for each row.")
+def encoder_bench(model_dir: Path, profile: str, threads: int, repeats: int, ops: bool) -> None:
     """Print FP32 and INT8 rows side by side: latency, speedup, cosine and retrieval agreement."""
     from quantize.encoder.bench import format_table, run_bench
 
     bar = _StageBar("encoder bench")
     try:
-        rows = run_bench(model_dir, profile, threads, repeats, bar)
+        rows = run_bench(model_dir, profile, threads, repeats, bar, ops)
     except _expected_errors() as exc:
         bar.close()
         raise click.ClickException(str(exc)) from exc

@@ -103,12 +103,14 @@ def llm(model_dir: Path, profile: str, out_dir: Path, types: str | None, context
 @click.option("--out-type", type=click.Choice(FLOAT_TYPES), default="f16", show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where to put the synthetic checkpoint (default: a temporary directory, removed after).")
-def bench(size_mb: int, shards: int, dtype: str, out_type: str, workdir: Path | None) -> None:
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Copy and conversion runs, alternated; the best of each is reported.")
+def bench(size_mb: int, shards: int, dtype: str, out_type: str, workdir: Path | None, repeats: int) -> None:
     """Conversion throughput (MB/s) and peak RSS on a synthetic checkpoint, beside their baselines."""
     from quantize.llm.bench import BenchError, run_bench
 
     try:
-        lines = run_bench(size_mb, shards, dtype, out_type, workdir)
+        lines = run_bench(size_mb, shards, dtype, out_type, workdir, repeats)
     except (BenchError, OSError) as exc:
         raise click.ClickException(f"bench failed: {exc}") from exc
     for line in lines:

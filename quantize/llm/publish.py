@@ -234,15 +234,42 @@ def _convert(model_dir: Path, target: Path, out_type: str, record_sha: str,
     return convert_checkpoint(model_dir, target, out_type, {RECORD_KEY: record_sha}, advance)
 
 
+def _generation_gates(gates: dict[str, Any], reference: Path, outputs: dict[str, Path], model_dir: Path,
+                      thresholds: Thresholds, threads: int, stage: Stage) -> None:
+    """Greedy chat answers: F32 GGUF against transformers (generation_parity), then each file (smoke)."""
+    from transformers import AutoTokenizer
+
+    from quantize.llm.gates.control_tokens import source_end_ids, thinking_markers
+    from quantize.llm.gates.generation import llama_generations, transformers_generations
+    from quantize.llm.gates.generation_parity import generation_parity_gate
+    from quantize.llm.gates.smoke import smoke_gate
+    from quantize.llm.gates.tokenizer_parity import CHAT_CASES, hf_chat_ids
+
+    hf = AutoTokenizer.from_pretrained(model_dir)
+    prompts = [hf_chat_ids(hf, messages) for messages in CHAT_CASES]
+    labels = [messages[-1]["content"][:40] for messages in CHAT_CASES]
+    end_ids = sorted({i for ids in source_end_ids(model_dir, hf).values() for i in ids})
+    limit = thresholds.generation_max_new_tokens
+    stage(f"gate: generation parity (greedy, up to {limit} new tokens, transformers vs llama.cpp F32)")
+    expected = transformers_generations(model_dir, prompts, end_ids, limit)
+    f32 = llama_generations(reference, prompts, limit, threads)
+    gates["generation_parity"] = generation_parity_gate(
+        expected, f32, labels, thresholds, lambda i: f"{i} {hf.convert_ids_to_tokens(i)!r}", thinking_markers(hf),
+    ).as_dict()
+    stage("gate: smoke generation (each file; departure from F32 as information)")
+    for qtype, path in outputs.items():
+        gates["smoke"][qtype] = smoke_gate(path, prompts, f32, thresholds, threads).as_dict()
+
+
 def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], record: dict[str, Any],
               record_sha: str, eval_text: str, stage: Stage, byte_progress: Progress,
               step_progress: Progress) -> LlmBuildResult:
+    from quantize.llm.gates.control_tokens import control_tokens_gate
     from quantize.llm.gates.converter_parity import converter_parity_gate
     from quantize.llm.gates.quantization import quantization_gate, reference_logprobs, score_type, windows
     from quantize.llm.gates.runtime import open_llama
-    from quantize.llm.gates.smoke import SMOKE_MESSAGES, smoke_gate
     from quantize.llm.gates.structural import structural_gate
-    from quantize.llm.gates.tokenizer_parity import hf_chat_ids, tokenizer_parity_gate
+    from quantize.llm.gates.tokenizer_parity import tokenizer_parity_gate
 
     model_dir, thresholds, threads = options.model_dir, options.thresholds, options.threads
     reference = build_dir / "reference-f32.gguf"
@@ -293,12 +320,9 @@ def _build_in(build_dir: Path, options: LlmBuildOptions, types: list[str], recor
             del ref_logprobs
             gates["quantization"] = quantization_gate(measured, scored, thresholds).as_dict()
 
-        stage("gate: smoke generation")
-        from transformers import AutoTokenizer
-
-        prompt = hf_chat_ids(AutoTokenizer.from_pretrained(model_dir), SMOKE_MESSAGES)
-        for qtype, path in outputs.items():
-            gates["smoke"][qtype] = smoke_gate(path, prompt, thresholds, threads).as_dict()
+        stage("gate: control tokens (end of generation, thinking markers)")
+        gates["control_tokens"] = control_tokens_gate(reference, model_dir).as_dict()
+        _generation_gates(gates, reference, outputs, model_dir, thresholds, threads, stage)
     _raise_on_failures(gates)
 
     stage("publishing")

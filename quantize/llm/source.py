@@ -2,7 +2,7 @@
 
 We parse safetensors ourselves (an 8-byte header length, a JSON header, raw little-endian data) so that
 conversion holds only one tensor in memory, reads no file twice, and can name the exact shard and tensor
-when a file is truncated or corrupt. BF16 is widened to float32 by a bit shift (numpy has no bfloat16).
+when a file is truncated or corrupt. Tensors are read in their storage dtype, straight into the caller's buffer.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from hw_profiles.planner import ModelConfigError, load_model_config
+from quantize.llm.floats import STORAGE
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json", "generation_config.json")
 _MAX_HEADER = 100 * 1024 * 1024
-_DTYPES = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2")}
 
 
 class CheckpointError(Exception):
@@ -110,11 +110,11 @@ def read_header(shard: Path) -> list[TensorRef]:
             dtype, shape, (begin, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{shard}: tensor {name!r} has a malformed header entry ({info!r})") from exc
-        if dtype not in _DTYPES:
+        if dtype not in STORAGE:
             raise CheckpointError(
-                f"{shard}: tensor {name!r} has dtype {dtype}; expected one of {sorted(_DTYPES)}"
+                f"{shard}: tensor {name!r} has dtype {dtype}; expected one of {sorted(STORAGE)}"
             )
-        expected = int(np.prod(shape, dtype=np.int64)) * _DTYPES[dtype].itemsize
+        expected = int(np.prod(shape, dtype=np.int64)) * STORAGE[dtype].itemsize
         if end - begin != expected or begin < 0:
             raise CheckpointError(
                 f"{shard}: tensor {name!r} spans {end - begin} bytes, shape {list(shape)} {dtype} needs {expected}"
@@ -138,18 +138,16 @@ def tensor_index(model_dir: Path) -> dict[str, TensorRef]:
     return index
 
 
-def read_tensor(ref: TensorRef, start_row: int = 0, stop_row: int | None = None) -> np.ndarray:
-    """Load rows [start_row, stop_row) of one tensor as float32 (F16/BF16 widened exactly)."""
-    rows = ref.shape[0] if ref.shape else 1
-    stop_row = rows if stop_row is None else stop_row
-    row_bytes = ref.nbytes // rows if rows else 0
-    with open(ref.shard, "rb") as handle:
-        handle.seek(ref.begin + start_row * row_bytes)
-        raw = handle.read((stop_row - start_row) * row_bytes)
-    if len(raw) != (stop_row - start_row) * row_bytes:
+def read_into(handle: BinaryIO, ref: TensorRef, into: np.ndarray) -> None:
+    """Fill `into` (contiguous, the tensor's storage dtype) with the next bytes of `ref` from its open shard."""
+    if handle.readinto(memoryview(into).cast("B")) != into.nbytes:
         raise CheckpointError(f"{ref.shard}: tensor {ref.name!r} is truncated; the file changed while reading")
-    array = np.frombuffer(raw, dtype=_DTYPES[ref.dtype])
-    if ref.dtype == "BF16":
-        array = (array.astype(np.uint32) << 16).view(np.float32)
-    shape = (stop_row - start_row, *ref.shape[1:]) if ref.shape else ()
-    return array.astype(np.float32, copy=False).reshape(shape)
+
+
+def read_raw(ref: TensorRef) -> np.ndarray:
+    """The whole tensor in its storage dtype (BF16 as raw 16 bits; quantize.llm.floats converts it)."""
+    values = np.empty(ref.shape, dtype=STORAGE[ref.dtype])
+    with open(ref.shard, "rb") as handle:
+        handle.seek(ref.begin)
+        read_into(handle, ref, values)
+    return values

@@ -36,8 +36,9 @@ class Thresholds:
     kld_max: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_KLD_MAX))
     top1_min: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TOP1_MIN))
     kld_min_tokens: int = 2048
-    smoke_max_new_tokens: int = 48
-    smoke_require_eos: bool = True
+    # Greedy answers decoded per prompt (generation parity, smoke): real chat answers run 100-300 tokens and a
+    # reasoning model's <think> block alone can pass 48, so a run may end at the limit; it must then in both.
+    generation_max_new_tokens: int = 256
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

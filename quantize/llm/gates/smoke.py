@@ -1,42 +1,28 @@
-"""Gate 5: greedy decoding of a chat prompt is deterministic (two runs, same ids) and stops at EOS."""
+"""Gate: each published file decodes the chat prompts deterministically; where it departs from F32, as information.
+
+Whether an answer ends is judged once, on the F32 GGUF against transformers (generation_parity); how much a
+quantized type changes the answers is judged by KLD and top-1 (quantization). Here each file's greedy
+answers are decoded, a second run of the first prompt must give the same ids, and the first new token
+where each answer departs from the F32 GGUF's is recorded (None: identical up to the limit).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
+from quantize.llm.gates.generation import Generation, first_difference, llama_generations
 from quantize.llm.gates.result import GateResult, Thresholds
-from quantize.llm.gates.runtime import is_end_of_generation, open_llama
-
-SMOKE_MESSAGES = [{"role": "user", "content": "When should the urinary catheter be removed?"}]
 
 
-def greedy(llm: Any, prompt: list[int], max_new: int) -> tuple[list[int], bool]:
-    """Argmax decoding; returns the new ids and whether an end-of-generation token ended it."""
-    llm.reset()
-    llm.eval(prompt)
-    produced: list[int] = []
-    for _ in range(max_new):
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        if is_end_of_generation(llm, token):
-            return produced, True
-        produced.append(token)
-        llm.eval([token])
-    return produced, False
-
-
-def smoke_gate(gguf_path: Path, prompt: list[int], thresholds: Thresholds, threads: int) -> GateResult:
-    max_new = thresholds.smoke_max_new_tokens
-    llm = open_llama(gguf_path, n_ctx=len(prompt) + max_new + 8, threads=threads)
-    first, stopped = greedy(llm, prompt, max_new)
-    second, stopped_again = greedy(llm, prompt, max_new)
-    problems = []
-    if first != second or stopped != stopped_again:
-        problems.append("greedy decoding is not deterministic: two runs of the same prompt differ")
-    if thresholds.smoke_require_eos and not stopped:
-        problems.append(f"no end-of-generation token within {max_new} new tokens")
-    return GateResult("smoke", not problems,
-                      {"new_tokens": len(first), "stopped_at_eos": stopped, "deterministic": first == second},
-                      {"max_new_tokens": max_new, "require_eos": thresholds.smoke_require_eos}, problems)
+def smoke_gate(gguf_path: Path, prompts: list[list[int]], f32: list[Generation], thresholds: Thresholds,
+               threads: int) -> GateResult:
+    max_new = thresholds.generation_max_new_tokens
+    runs = llama_generations(gguf_path, prompts, max_new, threads)
+    again = llama_generations(gguf_path, prompts[:1], max_new, threads)[0]
+    deterministic = again.tokens == runs[0].tokens
+    problems = [] if deterministic else ["greedy decoding is not deterministic: two runs of the same prompt differ"]
+    metrics = {"new_tokens": [len(run.tokens) for run in runs], "stopped": [run.stopped for run in runs],
+               "departs_from_f32_at": [first_difference(ref.tokens, run.tokens) for ref, run in zip(f32, runs,
+                                                                                                    strict=True)],
+               "deterministic": deterministic}
+    return GateResult("smoke", deterministic, metrics, {"max_new_tokens": max_new, "deterministic": True}, problems)

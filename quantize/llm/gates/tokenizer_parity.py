@@ -31,6 +31,8 @@ PARITY_CORPUS = [
     "emoji-free symbols: <>=+-*/%&|^~@#$ ()[]{} «» — …",
     "",
 ]
+# Rendered here, and decoded greedily by generation parity and smoke: English, Chinese with a system message,
+# and a short multi-turn conversation.
 CHAT_CASES = [
     [{"role": "user", "content": "When should the urinary catheter be removed?"}],
     [{"role": "system", "content": "You are a careful surgical assistant."},
