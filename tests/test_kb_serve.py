@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import openai
 import pytest
-from api_data.fixtures import EMBEDDING_MODEL, Server
-from kb_data.fixtures import BROKEN_KB_NAME, KB_NAME
+from api_data.fixtures import EMBEDDING_MODEL, LLM_MODEL, Server, serve
+from kb_data.fixtures import BROKEN_KB_NAME, KB_NAME, build_options
 
 from knowledge_base import KnowledgeBase
+from knowledge_base.build import build_kb
+from primitives.artifacts import MANIFEST_NAME
+from primitives.signing import generate_keypair, sign_bundle
 
 pytestmark = pytest.mark.xdist_group("kb_server")
 
@@ -47,6 +52,40 @@ def test_a_tampered_kb_is_refused_and_reported_while_the_rest_serves(kb_server: 
     refused = kb_server.audit_records("kb.refused")
     assert [record["fields"]["name"] for record in refused] == [BROKEN_KB_NAME]
     assert [record["fields"]["name"] for record in kb_server.audit_records("kb.loaded")] == [KB_NAME]
+
+
+def test_a_kb_signed_with_the_site_key_is_served_and_a_foreign_or_unsigned_one_refused(
+        api_bundle: Path, kb_encoder_bundle: Path, synthetic_corpus: tuple[Path, Path], synthetic_kb: Path,
+        tmp_path: Path) -> None:
+    key, pubkey = generate_keypair(tmp_path / "site")
+    foreign_key, _ = generate_keypair(tmp_path / "foreign")
+    signed, foreign, unsigned = tmp_path / "signed", tmp_path / "foreign", tmp_path / "unsigned"
+    build_kb(build_options(synthetic_corpus[0], signed, kb_encoder_bundle, sign_key=key), warn=lambda _: None)
+    assert (signed / MANIFEST_NAME).read_bytes() == (synthetic_kb / MANIFEST_NAME).read_bytes()  # signing adds a file
+    shutil.copytree(signed, foreign)
+    sign_bundle(foreign, foreign_key)
+    unsigned.symlink_to(synthetic_kb, target_is_directory=True)
+    kb = {"paths": [str(signed), str(foreign), str(unsigned)], "pubkey": str(pubkey)}
+    with serve(api_bundle, tmp_path, kb=kb) as server:
+        with server.client() as client:
+            status = {entry["name"]: entry for entry in client.get("/api/status").json()["knowledge_bases"]}
+            search = client.post("/v1/kb/signed/search", json={"query": "renal dose", "top_k": 2})
+            refused_search = client.post("/v1/kb/foreign/search", json={"query": "renal dose"})
+        chat = server.openai().chat.completions.create(model=LLM_MODEL, max_tokens=3,
+                                                       messages=[{"role": "user", "content": "Count to three."}])
+        loaded = server.audit_records("kb.loaded")
+        refused = {r["fields"]["name"]: r["fields"]["reason"] for r in server.audit_records("kb.refused")}
+        stderr = list(server.stderr_lines)
+    assert status["signed"]["state"] == "ready" and search.status_code == 200 and len(search.json()["results"]) == 2
+    assert [(r["fields"]["name"], r["fields"]["signature_checked"]) for r in loaded] == [("signed", True)]
+    reasons = {foreign: "signature does not match", unsigned: "the bundle is not signed"}
+    for path, reason in reasons.items():
+        assert status[path.name]["state"] == "refused" and reason in status[path.name]["detail"]
+        assert reason in refused[path.name]
+        said = [line for line in stderr if f"knowledge base {path} refused (kb:{path.name}): " in line]
+        assert len(said) == 1 and reason in said[0]
+    assert refused_search.status_code == 404 and refused_search.json()["error"]["code"] == "kb_not_loaded"
+    assert chat.choices[0].message.content is not None  # the LLM keeps serving beside the refused KBs
 
 
 @pytest.mark.parametrize(("path", "body", "param", "code"), [
