@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from api_data.fixtures import LLM_MODEL, Server, serve
@@ -113,6 +114,23 @@ def test_answers_are_byte_identical_warm_after_an_unrelated_request_and_across_a
     shutil.copytree(synthetic_kb, tmp_path / KB_NAME)
     with serve(api_bundle, tmp_path, args=["--kb", str(tmp_path / KB_NAME)]) as restarted:
         assert _stable(_ask(restarted, question)) == first  # cold: a new process, an empty cache
+
+
+def test_answers_are_byte_identical_with_other_clients_at_the_same_time(kb_server: Server,
+                                                                      synthetic_corpus) -> None:
+    question = _questions(synthetic_corpus, answerable=True, lang="en")[1].query
+    modes = {mode: {"extra_body": {"orbox": {"mode": mode}}} for mode in ("answer", "quote")}
+    answers = {mode: _ask(kb_server, question, **extra) for mode, extra in modes.items()}
+    assert answers["answer"]["orbox"]["llm_sha256"], "answer mode should reach the LLM for this question"
+    reference = {mode: _stable(answer) for mode, answer in answers.items()}
+    with ThreadPoolExecutor(max_workers=7) as pool:
+        unrelated = pool.submit(kb_server.openai().chat.completions.create, model=LLM_MODEL, max_tokens=24,
+                                messages=[{"role": "user", "content": "Unrelated: name the planets in order."}])
+        asked = [(mode, pool.submit(_ask, kb_server, question, **extra)) for mode, extra in modes.items()
+                 for _ in range(3)]
+        concurrent = [(mode, _stable(future.result())) for mode, future in asked]
+    assert unrelated.result().usage.completion_tokens > 0
+    assert [answer == reference[mode] for mode, answer in concurrent] == [True] * len(asked)
 
 
 def test_the_audit_record_of_an_answer_holds_hashes_and_verdicts_but_no_text(kb_server: Server,
