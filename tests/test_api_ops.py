@@ -64,8 +64,13 @@ def test_every_request_is_audited_without_patient_text(api_server: Server) -> No
                             headers={"Authorization": "Bearer nope"})
         embedded = client.post("/v1/embeddings", json={"model": "all-minilm-l6-v2", "input": [SECRET]})
     assert (ok.status_code, denied.status_code, embedded.status_code) == (200, 401, 200)
-    time.sleep(0.3)  # records are written by the audit thread
-    records = {r["fields"]["request_id"]: r["fields"] for r in api_server.audit_records()}
+    wanted = {ok.headers["x-request-id"], embedded.headers["x-request-id"]}
+
+    def audited() -> dict[str, dict]:  # records are written by the audit thread
+        records = {r["fields"]["request_id"]: r["fields"] for r in api_server.audit_records()}
+        return records if wanted <= records.keys() else {}
+
+    records = wait_for(audited, 10, "the requests' audit records")
     chat = records[ok.headers["x-request-id"]]
     assert chat["key"] == "tablet" and chat["endpoint"] == "/v1/chat/completions" and chat["status"] == 200
     assert chat["artifact_sha256"] == ok.headers["x-orbox-artifact-sha256"] and chat["completion_tokens"] == 4

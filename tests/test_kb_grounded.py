@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from api_data.fixtures import LLM_MODEL, Server, serve
+from appliance_data.fixtures import wait_for
 from kb_data.fixtures import KB_NAME
 
 from appliance.grounding import REFUSALS
@@ -137,8 +138,10 @@ def test_the_audit_record_of_an_answer_holds_hashes_and_verdicts_but_no_text(kb_
                                                                             synthetic_corpus) -> None:
     question = _questions(synthetic_corpus, answerable=True, lang="en")[2]
     answer = _ask(kb_server, question.query)
-    record = next(r["fields"] for r in reversed(kb_server.audit_records())
-                  if r["fields"].get("request_id") == answer["id"].removeprefix("chatcmpl-"))
+    request_id = answer["id"].removeprefix("chatcmpl-")
+    # audit records are written by a background thread: wait for this answer's
+    record = wait_for(lambda: next((r["fields"] for r in kb_server.audit_records()
+                                    if r["fields"].get("request_id") == request_id), None), 10, "the answer's record")
     assert record["kb_sha256"] == answer["orbox"]["kb_sha256"] and record["artifact_sha256"]
     assert record["query_chars"] == len(question.query) and len(record["query_sha256"]) == 64
     assert record["retrieved_chunk_ids"] == [chunk["chunk_id"] for chunk in answer["orbox"]["retrieved"]]

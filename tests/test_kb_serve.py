@@ -10,8 +10,10 @@ from pathlib import Path
 import openai
 import pytest
 from api_data.fixtures import EMBEDDING_MODEL, LLM_MODEL, Server, serve
+from appliance_data.fixtures import wait_for
 from kb_data.fixtures import BROKEN_KB_NAME, KB_NAME, build_options
 
+from appliance.api.records import prompt_digest
 from knowledge_base import KnowledgeBase
 from knowledge_base.build import build_kb
 from primitives.artifacts import MANIFEST_NAME
@@ -122,7 +124,10 @@ def test_search_audit_records_hold_no_text(kb_server: Server) -> None:
     query = "Zzyzx unique audit probe dose"
     with kb_server.client() as client:
         assert client.post(f"/v1/kb/{KB_NAME}/search", json={"query": query, "top_k": 2}).status_code == 200
-    audit = kb_server.audit_path.read_text()
-    assert "Zzyzx" not in audit
-    record = [r for r in kb_server.audit_records() if r["fields"]["endpoint"] == "/v1/kb/search"][-1]["fields"]
+    digest, _ = prompt_digest(query)
+    # audit records are written by a background thread, and other tests share this server: find ours
+    record = wait_for(lambda: next((r["fields"] for r in kb_server.audit_records()
+                                    if r["fields"].get("prompt_sha256") == digest), None), 10, "the search's record")
+    assert record["endpoint"] == "/v1/kb/search"
     assert record["prompt_chars"] == len(query) and len(record["chunk_ids"]) == 2
+    assert "Zzyzx" not in kb_server.audit_path.read_text()
