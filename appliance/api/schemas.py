@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from appliance.grounding import KbCitationAnnotation, Mode, StatementCheck
 from appliance.readiness import NotReady
@@ -29,8 +29,29 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+MAX_SCHEMA_CHARS = 32768  # a response schema's JSON; bounds the grammar compiled from it
+
+
+class JsonSchemaFormat(_Strict):
+    """OpenAI's `response_format.json_schema`: the output is grammar-constrained to `schema`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = Field(None, max_length=1024)
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = Field(None, description="accepted for compatibility: the grammar always holds the "
+                                                  "output to the schema")
+
+
 class ResponseFormat(_Strict):
-    type: Literal["text", "json_object"] = "text"
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaFormat | None = Field(None, description="required with type json_schema, only then")
+
+    @model_validator(mode="after")
+    def _schema_iff_json_schema(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is required with type 'json_schema' and allowed only with it")
+        return self
 
 
 class TextPart(_Strict):
