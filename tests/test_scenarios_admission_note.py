@@ -82,6 +82,11 @@ def test_a_dropped_allergy_or_denial_is_put_back_verbatim_in_its_section() -> No
     assert not note.unused_facts
 
 
+def test_control_characters_the_grammar_let_through_do_not_make_the_output_unreadable() -> None:
+    items = {key: [] for key in SECTIONS} | {"diagnosis": [{"text": "\x19", "cites": ["f1"]}]}
+    assert parse(json.dumps(items).replace("\\u0019", "\x19"), ZH)["diagnosis"] == [Draft("\x19", ("f1",))]
+
+
 def test_unreadable_output_still_carries_allergies_and_lists_every_other_fact_as_unused() -> None:
     note = assemble(ZH, "zh", parse('{"chief_complaint": [', ZH))
     assert note.model_output == "invalid" and note.restored == ["f3", "f4", "f5"]
@@ -93,8 +98,9 @@ def test_a_long_chief_complaint_and_an_unsupported_number_are_dropped_with_reaso
     drafts = faithful(ZH)
     drafts["chief_complaint"] = [Draft("发热3天，右下腹痛2天，伴恶心呕吐，食欲下降明显", ("f1", "f2"))]
     drafts["present_illness"].append(Draft("最高体温40℃", ("f1",)))
+    drafts["diagnosis"].append(Draft("\x19\x19", ("f2",)))
     note = assemble(ZH, "zh", drafts)
-    assert [item.problems[0].split(":")[0] for item in note.dropped] == ["length", "number"]
+    assert [item.problems[0].split(":")[0] for item in note.dropped] == ["length", "number", "text"]
     assert not note.unused_facts
 
 

@@ -115,7 +115,7 @@ def parse(output: str, facts: list[Fact]) -> dict[str, list[Draft]] | None:
     """Each section's drafted items; None when the output is not the schema's shape (e.g. cut off by length)."""
     known = {fact.id for fact in facts}
     try:
-        sections = json.loads(output)
+        sections = json.loads(output, strict=False)  # llama.cpp's string grammar lets control characters through
         parsed = [parse_statements(sections[key], known) for key in SECTIONS]
     except (ValueError, KeyError, TypeError):
         return None
@@ -153,6 +153,8 @@ def assemble(facts: list[Fact], language: Language, drafts: Mapping[str, list[Dr
 
 def _problems(key: str, draft: Draft, by_id: Mapping[str, Fact], language: Language) -> list[str]:
     """Why an item cannot be delivered; none when the checker finds it supported by the facts it cites."""
+    if any(ord(character) < 0x20 for character in draft.text):
+        return ["text: a control character, which no fact holds"]
     if key == "chief_complaint" and len(draft.text) > CHIEF_COMPLAINT_CHARS[language]:
         return [f"length: a chief complaint has at most {CHIEF_COMPLAINT_CHARS[language]} characters"]
     verdict = check_statement(draft.text, [by_id[fact_id].text for fact_id in draft.cites])
