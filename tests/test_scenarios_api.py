@@ -1,4 +1,4 @@
-"""POST /v1/scenarios/admission-note on a real `orbox serve` with the tiny test LLM.
+"""POST /v1/scenarios/admission-note and /patient-brief on a real `orbox serve` with the tiny test LLM.
 
 The tiny model writes poor items, so these tests hold invariants, not prose: the model's output is
 held to the schema, every delivered item cites given ids only, no item the checker rejects is
@@ -10,11 +10,12 @@ from __future__ import annotations
 import pytest
 from api_data.fixtures import Server
 
-from appliance.scenarios.admission_note import NOTE_MAX_TOKENS
+from appliance.scenarios.drafting import MAX_TOKENS
 from appliance.scenarios.facts import Fact, must_keep
 from knowledge_base.checker import check_statement
 
 ENDPOINT = "/v1/scenarios/admission-note"
+BRIEF = "/v1/scenarios/patient-brief"
 FACTS = [{"id": "f1", "text": "发热3天，最高体温39.2℃"}, {"id": "f2", "text": "右下腹痛2天"},
          {"id": "f3", "text": "对青霉素过敏，表现为皮疹"}, {"id": "f4", "text": "否认高血压、糖尿病病史"},
          {"id": "f5", "text": "否认家族遗传病史"}, {"id": "f6", "text": "白细胞15.2×10^9/L"}]
@@ -22,19 +23,20 @@ EN_FACTS = [{"id": "a", "text": "Right lower quadrant pain for 2 days"},
             {"id": "b", "text": "Allergic to penicillin"}, {"id": "c", "text": "Denies smoking"}]
 
 
-def _draft(server: Server, facts: list[dict], language: str) -> dict:
+def _draft(server: Server, facts: list[dict], language: str, endpoint: str = ENDPOINT) -> dict:
     with server.client() as client:
-        answer = client.post(ENDPOINT, json={"facts": facts, "language": language}, timeout=300)
+        answer = client.post(endpoint, json={"facts": facts, "language": language}, timeout=300)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
 
-@pytest.mark.parametrize(("facts", "language"), [(FACTS, "zh"), (EN_FACTS, "en")])
+@pytest.mark.parametrize(("facts", "language", "endpoint"), [(FACTS, "zh", ENDPOINT), (EN_FACTS, "en", ENDPOINT),
+                                                             (FACTS, "zh", BRIEF)])
 def test_a_draft_keeps_its_invariants_whatever_the_model_writes(api_server: Server, facts: list[dict],
-                                                                language: str) -> None:
-    note = _draft(api_server, facts, language)
+                                                                language: str, endpoint: str) -> None:
+    note = _draft(api_server, facts, language, endpoint)
     texts = {fact["id"]: fact["text"] for fact in facts}
-    assert [section["key"] for section in note["sections"]][:2] == ["chief_complaint", "present_illness"]
+    assert note["object"] == "scenario." + endpoint.rsplit("/", 1)[1].replace("-", "_")
     delivered = [item for section in note["sections"] for item in section["items"]]
     for item in delivered:
         assert item["fact_ids"] and set(item["fact_ids"]) <= set(texts)
@@ -47,14 +49,14 @@ def test_a_draft_keeps_its_invariants_whatever_the_model_writes(api_server: Serv
     cited = {fact_id for item in delivered for fact_id in item["fact_ids"]}
     assert {fact["id"] for fact in note["orbox"]["unused_facts"]} == set(texts) - cited
     # The grammar holds the model to the schema; only a draft cut off at the token limit can be unreadable.
-    assert note["orbox"]["model_output"] == "valid" or note["usage"]["completion_tokens"] == NOTE_MAX_TOKENS
+    assert note["orbox"]["model_output"] == "valid" or note["usage"]["completion_tokens"] == MAX_TOKENS
 
 
 def test_the_same_facts_give_the_same_draft_and_the_audit_keeps_no_text(api_server: Server) -> None:
     first, second = _draft(api_server, FACTS, "zh"), _draft(api_server, FACTS, "zh")
     assert (first["sections"], first["orbox"]) == (second["sections"], second["orbox"])
     record = next(r["fields"] for r in reversed(api_server.audit_records())
-                  if r["fields"].get("request_id") == second["id"].removeprefix("note-"))
+                  if r["fields"].get("request_id") == second["id"].removeprefix("draft-"))
     assert len(record["facts_sha256"]) == 64 and len(record["draft_sha256"]) == 64 and record["facts"] == len(FACTS)
     assert record["outside_llm_ms"] >= 0
     logged = api_server.audit_path.read_text(encoding="utf-8")
@@ -70,5 +72,6 @@ def test_the_same_facts_give_the_same_draft_and_the_audit_keeps_no_text(api_serv
 ])
 def test_bad_input_is_a_400_naming_the_field(api_server: Server, body: dict, param: str) -> None:
     with api_server.client() as client:
-        answer = client.post(ENDPOINT, json=body)
-    assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text
+        for endpoint in (ENDPOINT, BRIEF):
+            answer = client.post(endpoint, json=body)
+            assert answer.status_code == 400 and answer.json()["error"]["param"] == param, answer.text

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from appliance.grounding import KbCitationAnnotation, Mode, StatementCheck
 from appliance.readiness import NotReady
-from appliance.scenarios.admission_note import DroppedItem, NoteSection, UnusedFact
+from appliance.scenarios.drafting import DroppedItem, NoteSection, UnusedFact
 from knowledge_base.answerability import Answerability
 
 MAX_STOP = 4
@@ -337,9 +337,11 @@ class ScenarioReport(BaseModel):
     unused_facts: list[UnusedFact]
 
 
-class AdmissionNoteResponse(BaseModel):
+class ScenarioDraft(BaseModel):
+    """A checked draft (admission note or patient brief): its sections, then what the server did to it."""
+
     id: str
-    object: Literal["scenario.admission_note"] = "scenario.admission_note"
+    object: Literal["scenario.admission_note", "scenario.patient_brief"]
     model: str
     system_fingerprint: str
     language: Literal["zh", "en"]

@@ -1,4 +1,4 @@
-"""Clinical scenarios: POST /v1/scenarios/admission-note (appliance.scenarios does the work).
+"""Clinical scenarios: POST /v1/scenarios/admission-note and /patient-brief (appliance.scenarios does the work).
 
 The LLM runs like a grounded answer (routes.grounded.generate_json: admission queue, LLM worker,
 grammar from the per-request schema, temperature 0); the server checks and assembles the draft
@@ -14,23 +14,36 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from appliance.api.deps import AuthedCaller, Ctx
+from appliance.api.deps import ApiContext, AuthedCaller, Caller, Ctx
 from appliance.api.errors import ApiError
 from appliance.api.records import RequestRecord, prompt_digest
 from appliance.api.routes.grounded import generate_json
-from appliance.api.schemas import AdmissionNoteResponse, ScenarioReport, ScenarioRequest, TokenUsage
-from appliance.scenarios import admission_note
+from appliance.api.schemas import ScenarioDraft, ScenarioReport, ScenarioRequest, TokenUsage
+from appliance.scenarios import drafting
+from appliance.scenarios.admission_note import ADMISSION_NOTE
+from appliance.scenarios.drafting import DraftSpec
 from appliance.scenarios.facts import Fact
+from appliance.scenarios.patient_brief import PATIENT_BRIEF
 
 router = APIRouter(tags=["scenarios"])
-ENDPOINT = "/v1/scenarios/admission-note"
 
 
-@router.post(ENDPOINT, responses={200: {"model": AdmissionNoteResponse}})
+@router.post("/v1/scenarios/admission-note", responses={200: {"model": ScenarioDraft}})
 async def draft_admission_note(body: ScenarioRequest, request: Request, ctx: Ctx, caller: AuthedCaller) -> Response:
-    """A draft admission note over the given facts: every item cites its facts and passed the checker;
-    allergy and denied-history facts always appear; sections without facts say "未提供"."""
-    record = RequestRecord(ENDPOINT, caller.name)
+    """A draft admission note over the given facts, in the sections of 《病历书写基本规范》: every item cites its
+    facts and passed the checker; allergy and denied-history facts always appear; empty sections say "未提供"."""
+    return await _draft(ADMISSION_NOTE, "/v1/scenarios/admission-note", body, request, ctx, caller)
+
+
+@router.post("/v1/scenarios/patient-brief", responses={200: {"model": ScenarioDraft}})
+async def draft_patient_brief(body: ScenarioRequest, request: Request, ctx: Ctx, caller: AuthedCaller) -> Response:
+    """A patient brief for a ward round or handover, under the same rules as the admission note."""
+    return await _draft(PATIENT_BRIEF, "/v1/scenarios/patient-brief", body, request, ctx, caller)
+
+
+async def _draft(spec: DraftSpec, endpoint: str, body: ScenarioRequest, request: Request, ctx: ApiContext,
+                 caller: Caller) -> Response:
+    record = RequestRecord(endpoint, caller.name)
     facts = [Fact(fact.id, fact.text) for fact in body.facts]
     digest, length = prompt_digest([[fact.id, fact.text] for fact in facts])
     record.set(language=body.language, facts=len(facts), facts_sha256=digest, facts_chars=length)
@@ -38,20 +51,19 @@ async def draft_admission_note(body: ScenarioRequest, request: Request, ctx: Ctx
         llm = ctx.served_llm()
         record.set(artifact_sha256=llm.sha256)
         started = time.perf_counter()
-        schema = admission_note.output_schema(facts, body.language)
-        messages = admission_note.prompt_messages(facts, body.language)
+        schema = drafting.output_schema(spec, facts, body.language)
+        messages = drafting.prompt_messages(spec, facts, body.language)
         outside = time.perf_counter() - started
-        output, usage = await generate_json(ctx, request, caller, record, messages, schema,
-                                            admission_note.NOTE_MAX_TOKENS)
+        output, usage = await generate_json(ctx, request, caller, record, messages, schema, drafting.MAX_TOKENS)
     except ApiError as error:
         ctx.recorder.finish(record, error.status, error=error.code)
         return error.response({"X-Request-Id": record.id})
     started = time.perf_counter()
-    note = admission_note.assemble(facts, body.language, admission_note.parse(output, facts))
+    note = drafting.assemble(spec, facts, body.language, drafting.parse(spec, output, facts))
     outside += time.perf_counter() - started
-    response = AdmissionNoteResponse(
-        id=f"note-{record.id}", model=llm.id, system_fingerprint=llm.fingerprint, language=note.language,
-        sections=note.sections,
+    response = ScenarioDraft(
+        id=f"draft-{record.id}", object=f"scenario.{spec.name}", model=llm.id, system_fingerprint=llm.fingerprint,
+        language=note.language, sections=note.sections,
         orbox=ScenarioReport(llm_sha256=llm.sha256, model_output=note.model_output, dropped=note.dropped,
                              restored=note.restored, unused_facts=note.unused_facts),
         usage=TokenUsage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
@@ -63,5 +75,4 @@ async def draft_admission_note(body: ScenarioRequest, request: Request, ctx: Ctx
                         dropped_problems=sorted({problem.split(":")[0] for item in note.dropped
                                                  for problem in item.problems}),
                         prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
-    return JSONResponse(response.model_dump(mode="json"),
-                        headers={**llm.headers(), "X-Request-Id": record.id})
+    return JSONResponse(response.model_dump(mode="json"), headers={**llm.headers(), "X-Request-Id": record.id})

@@ -1,5 +1,5 @@
-"""The admission note's schema and assembly without an LLM: a scripted faithful writer, a scripted liar
-(knowledge_base.mutations) and a writer that drops the allergy, all through `assemble`."""
+"""Scenario schemas and assembly (appliance.scenarios.drafting) without an LLM: a scripted faithful writer,
+a scripted liar (knowledge_base.mutations) and a writer that drops the allergy, all through `assemble`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,21 @@ import pytest
 
 from appliance.grounding import Draft
 from appliance.llm_generation import RequestError, schema_grammar
-from appliance.scenarios.admission_note import SECTIONS, assemble, output_schema, parse, prompt_messages
+from appliance.scenarios import drafting
+from appliance.scenarios.admission_note import ADMISSION_NOTE
 from appliance.scenarios.facts import Fact, must_keep
+from appliance.scenarios.patient_brief import PATIENT_BRIEF
 from knowledge_base.mutations import mutants
+
+SECTIONS = ADMISSION_NOTE.sections
+
+
+def assemble(facts, language, drafts):
+    return drafting.assemble(ADMISSION_NOTE, facts, language, drafts)
+
+
+def parse(output, facts):
+    return drafting.parse(ADMISSION_NOTE, output, facts)
 
 ZH = [Fact("f1", "发热3天，最高体温39.2℃"), Fact("f2", "右下腹痛2天"), Fact("f3", "对青霉素过敏，表现为皮疹"),
       Fact("f4", "否认高血压、糖尿病病史"), Fact("f5", "否认家族遗传病史"), Fact("f6", "白细胞15.2×10^9/L"),
@@ -105,7 +117,7 @@ def test_a_long_chief_complaint_and_an_unsupported_number_are_dropped_with_reaso
 
 
 def test_the_schema_cites_only_the_given_ids_and_compiles_to_a_grammar() -> None:
-    schema = output_schema(ZH, "zh")
+    schema = drafting.output_schema(ADMISSION_NOTE, ZH, "zh")
     schema_grammar(schema)
     good = {key: [] for key in SECTIONS} | {"chief_complaint": [{"text": "发热3天", "cites": ["f1"]}]}
     jsonschema.validate(good, schema)
@@ -124,11 +136,25 @@ def test_time_outside_the_llm_is_within_50_ms_at_the_median() -> None:
     times = []
     for _ in range(15):
         started = time.perf_counter()
-        schema_grammar(output_schema(facts, "zh"))
-        prompt_messages(facts, "zh")
+        schema_grammar(drafting.output_schema(ADMISSION_NOTE, facts, "zh"))
+        drafting.prompt_messages(ADMISSION_NOTE, facts, "zh")
         note = assemble(facts, "zh", parse(output, facts))
         times.append(time.perf_counter() - started)
     assert note.model_output == "valid" and not note.dropped and len(note.restored) == 9
     p50_ms = statistics.median(times) * 1e3
     print(f"admission note, {len(facts)} facts: time outside the LLM p50 {p50_ms:.1f} ms")
     assert p50_ms <= 50
+
+
+def test_a_patient_brief_restores_allergies_under_alerts_and_drops_lies_the_same_way() -> None:
+    drafts = {key: [] for key in PATIENT_BRIEF.sections} | {
+        "summary": [Draft("发热3天，右下腹痛2天", ("f1", "f2"))],
+        "active_problems": [Draft("白细胞16.2×10^9/L", ("f6",))]}
+    note = drafting.assemble(PATIENT_BRIEF, ZH, "zh", drafts)
+    by_key = {section.key: section for section in note.sections}
+    assert by_key["summary"].text == "发热3天，右下腹痛2天"
+    assert [item.problems[0].split(":")[0] for item in note.dropped] == ["number"]
+    assert by_key["alerts"].text == "对青霉素过敏，表现为皮疹"
+    assert [item.text for item in by_key["background"].items] == ["否认高血压、糖尿病病史", "否认家族遗传病史"]
+    assert by_key["pending"].text == "未提供"
+    schema_grammar(drafting.output_schema(PATIENT_BRIEF, ZH, "zh"))
