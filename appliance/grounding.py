@@ -142,27 +142,41 @@ def prompt_messages(evidence: Evidence) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": evidence.query}]
 
 
+def statements_schema(ids: list[str], max_statements: int, max_chars: int = MAX_STATEMENT_CHARS,
+                      max_cites: int = MAX_CITES) -> dict[str, Any]:
+    """An array of cited statements whose cites are an enum of `ids`, so the grammar cannot cite anything else."""
+    cite = {"type": "string", "enum": ids}
+    statement = {"type": "object", "additionalProperties": False, "required": ["text", "cites"], "properties": {
+        "text": {"type": "string", "minLength": 1, "maxLength": max_chars},
+        "cites": {"type": "array", "items": cite, "minItems": 1, "maxItems": max_cites}}}
+    return {"type": "array", "items": statement, "minItems": 0, "maxItems": max_statements}
+
+
 def output_schema(evidence: Evidence) -> dict[str, Any]:
     """The JSON schema the LLM's grammar is generated from: bounded counts, cites from the ids shown only."""
-    cite = {"type": "string", "enum": [source.id for source in evidence.sources]}
-    statement = {"type": "object", "additionalProperties": False, "required": ["text", "cites"], "properties": {
-        "text": {"type": "string", "minLength": 1, "maxLength": MAX_STATEMENT_CHARS},
-        "cites": {"type": "array", "items": cite, "minItems": 1, "maxItems": MAX_CITES}}}
-    return {"type": "object", "additionalProperties": False, "required": ["statements"], "properties": {
-        "statements": {"type": "array", "items": statement, "minItems": 0, "maxItems": MAX_STATEMENTS}}}
+    statements = statements_schema([source.id for source in evidence.sources], MAX_STATEMENTS)
+    return {"type": "object", "additionalProperties": False, "required": ["statements"],
+            "properties": {"statements": statements}}
 
 
-def parse_drafts(output: str, evidence: Evidence) -> list[Draft] | None:
-    """The statements of the model's JSON; None when it is not the schema's shape (e.g. cut off by length)."""
-    known = {source.id for source in evidence.sources}
+def parse_statements(items: Any, known: set[str]) -> list[Draft] | None:
+    """Drafts from a JSON array of {text, cites}; None unless every item has that shape and cites known ids only."""
     try:
-        statements = json.loads(output)["statements"]
-        drafts = [Draft(item["text"].strip(), tuple(dict.fromkeys(item["cites"]))) for item in statements]
-    except (ValueError, KeyError, TypeError, AttributeError):
+        drafts = [Draft(item["text"].strip(), tuple(dict.fromkeys(item["cites"]))) for item in items]
+    except (KeyError, TypeError, AttributeError):
         return None
     if not all(draft.cites and set(draft.cites) <= known for draft in drafts):
         return None
     return drafts
+
+
+def parse_drafts(output: str, evidence: Evidence) -> list[Draft] | None:
+    """The statements of the model's JSON; None when it is not the schema's shape (e.g. cut off by length)."""
+    try:
+        statements = json.loads(output)["statements"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return parse_statements(statements, {source.id for source in evidence.sources})
 
 
 def quote_drafts(evidence: Evidence) -> list[Draft]:

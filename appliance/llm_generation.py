@@ -14,11 +14,12 @@ token boundaries, and text that could be the start of a stop string is held back
 from __future__ import annotations
 
 import codecs
+import json
 from typing import Any
 
 import llama_cpp
 from llama_cpp import Llama, llama_chat_format
-from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
 
 SAMPLING = {"temperature": "temp", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "typical_p": "typical_p",
             "repeat_penalty": "repeat_penalty", "presence_penalty": "presence_penalty",
@@ -33,6 +34,19 @@ class RequestError(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
+
+
+def schema_grammar(schema: dict[str, Any]) -> str:
+    """The llama.cpp grammar (GBNF) of a JSON schema; RequestError when llama.cpp's converter cannot compile it.
+
+    The API compiles a client's schema once before admitting the request, so a schema that cannot
+    become a grammar is a 400 naming the field, not a failure inside the LLM worker.
+    """
+    try:
+        return json_schema_to_gbnf(json.dumps(schema))
+    except (AssertionError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
+        raise RequestError("invalid_request", f"llama.cpp cannot compile this JSON schema to a grammar "
+                                              f"({type(exc).__name__}: {exc})") from exc
 
 
 class PrefillCache:
@@ -116,9 +130,7 @@ class Generation:
             return None
         schema = response_format.get("schema")
         if schema:
-            import json
-
-            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+            return LlamaGrammar.from_string(schema_grammar(schema), verbose=False)
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
 
     def _reuse_cached_prefix(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import jsonschema
 import numpy as np
 import openai
 import pytest
@@ -103,6 +104,37 @@ def test_json_object_response_format_is_grammar_constrained(api_server: Server) 
         model=LLM_MODEL, messages=[{"role": "user", "content": "Give the vitals as JSON."}], max_tokens=24,
         response_format={"type": "json_object"})
     assert completion.choices[0].message.content.lstrip().startswith("{")
+
+
+VITALS_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["rhythm", "stable", "note"],
+                 "properties": {"rhythm": {"type": "string", "enum": ["sinus", "af", "other"]},
+                                "stable": {"type": "boolean"},
+                                "note": {"type": "string", "maxLength": 12}}}
+
+
+def test_json_schema_response_format_output_validates_against_the_schema(api_server: Server) -> None:
+    completion = api_server.openai().chat.completions.create(
+        model=LLM_MODEL, messages=[{"role": "user", "content": "Rhythm and stability as JSON."}], max_tokens=200,
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "vitals", "schema": VITALS_SCHEMA, "strict": True}})
+    assert completion.choices[0].finish_reason == "stop"
+    jsonschema.validate(json.loads(completion.choices[0].message.content), VITALS_SCHEMA)
+
+
+@pytest.mark.parametrize(("response_format", "param"), [
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"$ref": "https://example.org/s.json"}}},
+     "response_format.json_schema.schema"),
+    ({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "(("}}},
+     "response_format.json_schema.schema"),
+    ({"type": "json_schema"}, "response_format"),
+    ({"type": "json_schema", "json_schema": {"name": "x"}}, "response_format.json_schema.schema"),
+])
+def test_a_schema_llama_cpp_cannot_compile_is_a_400_naming_the_field(api_server: Server, response_format: dict,
+                                                                      param: str) -> None:
+    with pytest.raises(openai.BadRequestError) as bad:
+        api_server.openai().chat.completions.create(model=LLM_MODEL, messages=CHAT, max_tokens=4,
+                                                    response_format=response_format)
+    assert bad.value.body["param"] == param and bad.value.body["code"] == "invalid_request"
 
 
 def test_embeddings_float_and_base64(api_server: Server) -> None:

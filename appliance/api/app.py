@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from appliance.api.records import Recorder
 from appliance.api.routes import ROUTERS
 from appliance.api.settings import ApiSettings
 from appliance.api.supervisor_api import SupervisorApi
+from appliance.scenarios import drafting
 
 
 def create_app(supervisor: SupervisorApi, keys: KeyStore, settings: ApiSettings | None = None) -> FastAPI:
@@ -26,7 +28,9 @@ def create_app(supervisor: SupervisorApi, keys: KeyStore, settings: ApiSettings 
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        warming = asyncio.get_running_loop().run_in_executor(None, drafting.warm)  # while the models load
         yield
+        await warming
         recorder.close()
 
     app = FastAPI(title="orbox", version="1", lifespan=lifespan,

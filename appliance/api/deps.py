@@ -78,10 +78,11 @@ class ApiContext:
         return self._model(model_id, "llm", "llm")
 
     def served_llm(self) -> ModelInfo:
-        """The LLM this box serves (grounded answers use it, whatever its id)."""
+        """The LLM this box serves (grounded answers and clinical scenarios use it, whatever its id)."""
         found = [model for model in models(self.supervisor.status(), self.manifest()) if model.role == "llm"]
         if not found:
-            raise unavailable("no LLM is loaded to write a grounded answer (orbox.mode 'quote' needs none)", 5,
+            raise unavailable("no LLM is loaded to write a grounded answer or a clinical draft (orbox.mode "
+                              "'quote' needs none)", 5,
                               code="model_not_loaded")
         return found[0]
 

@@ -6,12 +6,14 @@ answers with a typed `context_length_exceeded` error.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from appliance.grounding import KbCitationAnnotation, Mode, StatementCheck
 from appliance.readiness import NotReady
+from appliance.scenarios.drafting import DroppedItem, NoteSection, UnusedFact
 from knowledge_base.answerability import Answerability
 
 MAX_STOP = 4
@@ -19,6 +21,8 @@ MAX_EMBED_INPUTS = 256
 MAX_QUERY_CHARS = 4096
 MAX_KB_TOP_K = 100  # knowledge_base.search.MAX_TOP_K
 MAX_RERANK_DOCUMENTS = 256
+MAX_FACTS = 64
+MAX_FACT_CHARS = 1000  # a dictated finding, not a pasted document
 
 
 class _Strict(BaseModel):
@@ -29,8 +33,29 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+MAX_SCHEMA_CHARS = 32768  # a response schema's JSON; bounds the grammar compiled from it
+
+
+class JsonSchemaFormat(_Strict):
+    """OpenAI's `response_format.json_schema`: the output is grammar-constrained to `schema`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = Field(None, max_length=1024)
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = Field(None, description="accepted for compatibility: the grammar always holds the "
+                                                  "output to the schema")
+
+
 class ResponseFormat(_Strict):
-    type: Literal["text", "json_object"] = "text"
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaFormat | None = Field(None, description="required with type json_schema, only then")
+
+    @model_validator(mode="after")
+    def _schema_iff_json_schema(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is required with type 'json_schema' and allowed only with it")
+        return self
 
 
 class TextPart(_Strict):
@@ -115,6 +140,26 @@ class RerankRequest(_Strict):
     documents: list[str] = Field(min_length=1, max_length=MAX_RERANK_DOCUMENTS)
     top_n: int | None = Field(None, ge=1)
     return_documents: bool = False
+
+
+class FactIn(_Strict):
+    id: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    text: str = Field(min_length=1, max_length=MAX_FACT_CHARS, pattern=r"\S")
+
+
+class ScenarioRequest(_Strict):
+    """A scenario's input: the doctor's facts, each with an id the draft cites, and the draft's language."""
+
+    facts: list[FactIn] = Field(min_length=1, max_length=MAX_FACTS)
+    language: Literal["zh", "en"]
+
+    @field_validator("facts")
+    @classmethod
+    def _unique_ids(cls, facts: list[FactIn]) -> list[FactIn]:
+        repeated = sorted(fact_id for fact_id, count in Counter(fact.id for fact in facts).items() if count > 1)
+        if repeated:
+            raise ValueError(f"fact ids must be unique; repeated: {repeated}")
+        return facts
 
 
 # --------------------------------------------------------------------------- responses
@@ -279,6 +324,30 @@ class ModelCard(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+class ScenarioReport(BaseModel):
+    """What the server did to the model's draft: items dropped by the checker, facts restored, facts unused."""
+
+    llm_sha256: str
+    model_output: Literal["valid", "invalid"] = Field(description="invalid: the model's JSON could not be read, so "
+                                                      "the note holds only the restored allergy/denial facts")
+    dropped: list[DroppedItem]
+    restored: list[str] = Field(description="ids of allergy/denial facts put back verbatim")
+    unused_facts: list[UnusedFact]
+
+
+class ScenarioDraft(BaseModel):
+    """A checked draft (admission note or patient brief): its sections, then what the server did to it."""
+
+    id: str
+    object: Literal["scenario.admission_note", "scenario.patient_brief"]
+    model: str
+    system_fingerprint: str
+    language: Literal["zh", "en"]
+    sections: list[NoteSection]
+    orbox: ScenarioReport
+    usage: TokenUsage
 
 
 class HealthStatus(BaseModel):

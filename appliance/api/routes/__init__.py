@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from appliance.api.routes import embeddings, health, kb, llm, status
+from appliance.api.routes import embeddings, health, kb, llm, scenarios, status
 
-ROUTERS: tuple[APIRouter, ...] = (llm.router, status.router, health.router, embeddings.router, kb.router)
+ROUTERS: tuple[APIRouter, ...] = (llm.router, status.router, health.router, embeddings.router, kb.router,
+                                  scenarios.router)

@@ -69,7 +69,8 @@ async def chat_completion(ctx: ApiContext, request: Request, caller: Caller, bod
             llm = ctx.served_llm()
             llm_sha256 = llm.sha256
             record.set(artifact_sha256=llm_sha256)
-            output, usage = await _generate(ctx, request, caller, record, evidence)
+            output, usage = await generate_json(ctx, request, caller, record, grounding.prompt_messages(evidence),
+                                                grounding.output_schema(evidence), grounding.ANSWER_MAX_TOKENS)
             answer = grounding.deliver(grounding.parse_drafts(output, evidence), evidence)
     except ApiError as error:
         ctx.recorder.finish(record, error.status, error=error.code)
@@ -117,13 +118,16 @@ def _query(body: ChatCompletionRequest) -> str:
     return users[-1]
 
 
-async def _generate(ctx: ApiContext, request: Request, caller: Caller, record: RequestRecord,
-                    evidence: Evidence) -> tuple[str, Usage]:
-    """The LLM's cited statements as JSON text, within the request's deadline."""
+async def generate_json(ctx: ApiContext, request: Request, caller: Caller, record: RequestRecord,
+                        messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int) -> tuple[str, Usage]:
+    """The LLM's JSON, held to `schema` by its grammar, at temperature 0, within the request's deadline.
+
+    Shared by every server-side generation whose output the server checks before delivering it
+    (grounded answers, clinical scenarios): admission queue, LLM worker, cancellation on timeout.
+    """
     deadline = record.started + ctx.deadline_s(request)
-    params = {"messages": grounding.prompt_messages(evidence), "max_tokens": grounding.ANSWER_MAX_TOKENS,
-              "temperature": 0.0,
-              "response_format": {"type": "json_object", "schema": grounding.output_schema(evidence)}}
+    params = {"messages": messages, "max_tokens": max_tokens, "temperature": 0.0,
+              "response_format": {"type": "json_object", "schema": schema}}
     try:
         async with ctx.admission.slot(caller.rank, deadline) as waited:
             record.set(queued_ms=round(waited * 1e3, 3))
@@ -133,7 +137,7 @@ async def _generate(ctx: ApiContext, request: Request, caller: Caller, record: R
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     return await _collect(stream, record)
             except TimeoutError as exc:
-                raise ApiError(504, "the request's deadline passed while the LLM wrote the grounded answer",
+                raise ApiError(504, "the request's deadline passed while the LLM wrote its answer",
                                code="deadline_exceeded") from exc
             finally:
                 if not stream.finished:

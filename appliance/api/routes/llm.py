@@ -29,6 +29,7 @@ from appliance.api.errors import ApiError, admission_error, worker_error
 from appliance.api.records import RequestRecord, prompt_digest
 from appliance.api.routes import grounded
 from appliance.api.schemas import (
+    MAX_SCHEMA_CHARS,
     AssistantMessage,
     ChatChoice,
     ChatCompletion,
@@ -37,12 +38,14 @@ from appliance.api.schemas import (
     CompletionRequest,
     GroundedCompletion,
     ModelList,
+    ResponseFormat,
     TextCompletion,
     TokenUsage,
     json_or_stream,
 )
 from appliance.clients import TokenStream, Unavailable
 from appliance.knowledge_bases import MODEL_PREFIX
+from appliance.llm_generation import RequestError, schema_grammar
 from appliance.protocol import Done, GenerationEvent, GenerationKind, RequestFailed, Token, Usage
 
 router = APIRouter(tags=["openai"])
@@ -58,6 +61,25 @@ def _sampling(body: ChatCompletionRequest | CompletionRequest, max_tokens: int |
     if body.stop_list():
         params["stop"] = body.stop_list()
     return params
+
+
+def _response_format(response_format: ResponseFormat) -> dict[str, Any]:
+    """The worker's response_format param: none for text, JSON, or JSON held to a schema that llama.cpp compiles
+    (compiled here first, so a schema it cannot compile is a 400 naming the field)."""
+    if response_format.type == "text":
+        return {}
+    if response_format.json_schema is None:
+        return {"response_format": {"type": "json_object"}}
+    schema = response_format.json_schema.schema_
+    param = "response_format.json_schema.schema"
+    if len(json.dumps(schema)) > MAX_SCHEMA_CHARS:
+        raise ApiError(400, f"{param}: at most {MAX_SCHEMA_CHARS} characters of JSON", code="invalid_request",
+                       param=param)
+    try:
+        schema_grammar(schema)
+    except RequestError as exc:
+        raise ApiError(400, f"{param}: {exc}", code="invalid_request", param=param) from exc
+    return {"response_format": {"type": "json_object", "schema": schema}}
 
 
 class Generation:
@@ -206,8 +228,6 @@ async def _run(ctx: ApiContext, request: Request, caller: Caller, body: ChatComp
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         digest, length = prompt_digest(messages)
         params = {"messages": messages, **_sampling(body, body.max_completion_tokens or body.max_tokens)}
-        if body.response_format is not None and body.response_format.type == "json_object":
-            params["response_format"] = {"type": "json_object"}
     else:
         assert isinstance(body, CompletionRequest)
         prompt = body.prompt_text()
@@ -218,6 +238,8 @@ async def _run(ctx: ApiContext, request: Request, caller: Caller, body: ChatComp
         params = {"prompt": prompt, **_sampling(body, body.max_tokens)}
     record.set(model=body.model, prompt_sha256=digest, prompt_chars=length, stream=body.stream)
     try:
+        if isinstance(body, ChatCompletionRequest) and body.response_format is not None:
+            params.update(_response_format(body.response_format))
         model = ctx.llm_model(body.model)
         record.set(artifact_sha256=model.sha256, profile=model.profile)
         deadline = record.started + ctx.deadline_s(request)
