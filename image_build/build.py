@@ -1,4 +1,4 @@
-"""`orbox image build`: spec in, reproducible rootfs, factory disk, .bmap, signed update, SBOM, record out.
+"""`orbox image build`: spec in, reproducible rootfs, factory disk, .bmap, SBOM, record and RAUC bundle out.
 
 All outputs are assembled in a scratch directory inside the output directory and renamed into
 place at the end, so an interrupted build never leaves a half-written output behind.
@@ -16,32 +16,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from image_build.demo_base import build_demo_base
 from image_build.disk import MIB, DiskLayout, make_disk
 from image_build.errors import ImageError
 from image_build.filesystem import make_ext4, make_squashfs, tree_size
 from image_build.layer import ReleaseInfo, stage_orbox_layer
+from image_build.rauc_bundle import BUNDLE_NAME, Signer, compatible_for, signer_from_prefix, write_bundle
 from image_build.sbom import build_sbom, validate_sbom
 from image_build.slots import factory_state
 from image_build.spec import ImageSpec, profile_arch, resolve_source_date_epoch
 from image_build.tools import require_tool
 from image_build.tree import StagedTree, extract_base
-from image_build.update_bundle import PayloadFile, write_update_bundle
 from image_build.wheels import pin_wheels
 from primitives.artifacts import ModelBundleError, file_digest, load_manifest
 from primitives.atomic import fsync_dir
-from primitives.signing import KeyFileError, canonical_json, load_private_key, verify_bundle
+from primitives.signing import KeyFileError, canonical_json, verify_bundle
 
 RECORD_SCHEMA = "orbox.build-record/1"
-UPDATE_NAME = "update.obx"
 _PACKAGE_DIR = Path(__file__).resolve().parent  # SOURCE_DATE_EPOCH falls back to its git commit
 _TOOLS = {
     "mkfs.ext4": ["-V"],
     "mksquashfs": ["-version"],
     "genimage": ["--version"],
     "bmaptool": ["--version"],
+    "rauc": ["--version"],
 }
 
 
@@ -56,7 +54,7 @@ def build_image(
     spec: ImageSpec,
     out_dir: Path,
     *,
-    key_path: Path | None,
+    update_pki: str | os.PathLike | None,
     repo_dir: Path = _PACKAGE_DIR,
     step: Callable[[str], None] = lambda _: None,
 ) -> BuildResult:
@@ -64,7 +62,7 @@ def build_image(
     step("checking inputs")
     needed = ["mkfs.ext4", "debugfs", "genimage", "bmaptool"] + (
         ["mksquashfs"] if spec.rootfs_type == "squashfs" else []
-    )
+    ) + (["rauc", "mksquashfs"] if update_pki is not None else [])
     for tool in needed:
         require_tool(tool)
     epoch = resolve_source_date_epoch(spec, repo_dir)
@@ -72,7 +70,7 @@ def build_image(
     arch = profile_arch(spec.profile)
     bundle_manifest = _checked_bundle(spec)
     wheels = pin_wheels(spec.wheels)
-    key = _load_key(key_path)
+    signer = signer_from_prefix(update_pki) if update_pki is not None else None
     for label, path in [
         ("base", spec.base),
         ("config", spec.config),
@@ -95,7 +93,8 @@ def build_image(
         extract_base(Path(base), tree)
         release = ReleaseInfo(spec.profile, arch, spec.version, spec.min_version)
         layer_paths = stage_orbox_layer(
-            tree, spec, release, wheels, spec.bundle, bundle_manifest, update_pubkey=_public_pem(key)
+            tree, spec, release, wheels, spec.bundle, bundle_manifest,
+            update_keyring=signer.keyring.read_bytes() if signer else None,
         )
 
         step("writing the SBOM")
@@ -146,31 +145,11 @@ def build_image(
         make_disk(layout, staged_out, work)
         shutil.move(rootfs, staged_out / rootfs.name)
 
-        if key is not None:
-            step("signing the update bundle")
-            fields = {
-                "profile": spec.profile,
-                "arch": arch,
-                "version": spec.version,
-                "min_version": spec.min_version,
-                "created": timestamp,
-                "rootfs_type": spec.rootfs_type,
-                "artifacts": bundle_manifest["artifacts"],
-            }
-            update_manifest = write_update_bundle(
-                staged_out / UPDATE_NAME,
-                fields,
-                [
-                    PayloadFile(rootfs.name, "slot-image", staged_out / rootfs.name),
-                    PayloadFile("sbom.cdx.json", "sbom", staged_out / "sbom.cdx.json"),
-                ],
-                key,
-            )
-            os.chmod(staged_out / UPDATE_NAME, 0o644)  # public artifact; atomic_writer creates 0600
-            (staged_out / "update-manifest.json").write_bytes(canonical_json(update_manifest))
-
         record = _record(spec, epoch, arch, wheels, staged_out, slot_size)
         (staged_out / "build-record.json").write_bytes(canonical_json(record))
+        if signer is not None:
+            step("signing the RAUC update bundle")
+            _write_update_bundle(spec, signer, staged_out, rootfs.name, work)
         outputs = {}
         for produced in sorted(staged_out.iterdir()):
             os.replace(produced, out_dir / produced.name)
@@ -195,22 +174,18 @@ def _checked_bundle(spec: ImageSpec) -> dict[str, Any]:
     return manifest
 
 
-def _load_key(key_path: Path | None) -> Any:
-    if key_path is None:
-        return None
-    try:
-        return load_private_key(key_path)
-    except KeyFileError as exc:
-        raise ImageError(f"--key: {exc}") from exc
-
-
-def _public_pem(key: Any) -> bytes | None:
-    """The box trusts the key its image was built with: its public half goes into /etc/orbox."""
-    if key is None:
-        return None
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _write_update_bundle(spec: ImageSpec, signer: Signer, staged_out: Path, image_name: str, work: Path) -> None:
+    """The bundle carries the SBOM and the build record, and pins both by sha256 in its metadata."""
+    extras = [staged_out / "sbom.cdx.json", staged_out / "build-record.json"]
+    meta = {
+        "profile": spec.profile,
+        "version": spec.version,
+        "min-version": spec.min_version,
+        "sbom-sha256": file_digest(extras[0]).sha256,
+        "build-record-sha256": file_digest(extras[1]).sha256,
+    }
+    write_bundle(staged_out / BUNDLE_NAME, signer=signer, compatible=compatible_for(spec.profile),
+                 version=spec.version, image=staged_out / image_name, extras=extras, meta=meta, workdir=work)
 
 
 def _slot_size(spec: ImageSpec, tree: StagedTree) -> int:

@@ -21,7 +21,7 @@ from primitives.signing import MANIFEST_NAME, SIGNATURE_NAME, canonical_json
 WHEEL_DIR = "/opt/orbox/wheels"
 MODEL_DIR = "/opt/orbox/models"
 SUMS_PATH = "/usr/share/orbox/SHA256SUMS"
-UPDATE_PUBKEY_PATH = "/etc/orbox/update.pub"
+KEYRING_PATH = "/etc/rauc/keyring.pem"  # the update CA certificate RAUC checks bundles against
 UNIT_DIR = "/usr/lib/systemd/system"
 DEFAULT_UNITS = ("orbox.service", "orbox-selfcheck.service", "orbox-payload.service")
 
@@ -52,7 +52,7 @@ def stage_orbox_layer(
     bundle_dir: Path,
     bundle_manifest: dict[str, Any],
     *,
-    update_pubkey: bytes | None = None,
+    update_keyring: bytes | None = None,
 ) -> list[str]:
     """Add the orbox files to the tree; return the image paths covered by SHA256SUMS."""
     covered: list[str] = []
@@ -82,8 +82,8 @@ def stage_orbox_layer(
         add("/etc/orbox/orbox.toml", source=spec.config)
     else:
         add("/etc/orbox/orbox.toml", _default("orbox.toml"))
-    if update_pubkey is not None:
-        add(UPDATE_PUBKEY_PATH, update_pubkey)
+    if update_keyring is not None:
+        add(KEYRING_PATH, update_keyring)
     add("/etc/orbox/release.env", release.as_env().encode())
     add(
         "/etc/orbox/release.json",

@@ -25,15 +25,17 @@ from image_build.build import build_image
 from image_build.cli import image
 from image_build.errors import ImageError
 from image_build.qemu import boot_test
+from image_build.rauc_bundle import check_bundle
 from image_build.spec import load_spec
 from primitives.signing import generate_keypair
+from primitives.update_keys import generate_update_pki
 
 pytestmark = pytest.mark.xdist_group("image_build")
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCH = 1_700_000_000
-OUTPUTS = {"disk.img", "disk.bmap", "rootfs.ext4", "update.obx", "update-manifest.json", "sbom.cdx.json",
-           "build-record.json"}
+OUTPUTS = {"disk.img", "disk.bmap", "rootfs.ext4", "update.raucb", "sbom.cdx.json", "build-record.json"}
+NOT_REPRODUCIBLE = {"update.raucb"}  # RAUC: random verity salt and CMS signing time; its manifest contents are
 
 
 def _pip_wheel(source: Path, wheel_dir: Path) -> Path:
@@ -52,6 +54,7 @@ def _make_inputs(root: Path) -> None:
     _pip_wheel(root / "tinydep", root / "wheels")
     key, _ = generate_keypair(root / "vendor")
     make_artifact_bundle(root / "bundle", key)
+    generate_update_pki(root / "update")
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +62,7 @@ def inputs(build_once) -> dict[str, Path]:
     """The orbox wheel built from this checkout's HEAD, one small dependency wheel, a bundle and keys."""
     root = build_once("image-inputs", _make_inputs)
     return {"root": root, "wheels": root / "wheels", "key": root / "vendor.key", "pub": root / "vendor.pub",
-            "bundle": root / "bundle"}
+            "bundle": root / "bundle", "pki": root / "update", "keyring": root / "update-ca.cert.pem"}
 
 
 def _build(inputs: dict[str, Path], out: Path, **overrides) -> Path:
@@ -67,7 +70,7 @@ def _build(inputs: dict[str, Path], out: Path, **overrides) -> Path:
                             "source_date_epoch": EPOCH,
                             "wheels": [{"path": p} for p in sorted(inputs["wheels"].glob("*.whl"))],
                             **overrides})
-    build_image(spec, out, key_path=inputs["key"])
+    build_image(spec, out, update_pki=inputs["pki"])
     return out
 
 
@@ -81,7 +84,8 @@ def builds(inputs, build_once) -> tuple[Path, Path]:
 def test_two_builds_of_one_spec_are_byte_identical(builds):
     first, second = builds
     assert {p.name for p in first.iterdir()} == OUTPUTS
-    different = [name for name in sorted(OUTPUTS) if (first / name).read_bytes() != (second / name).read_bytes()]
+    different = [name for name in sorted(OUTPUTS - NOT_REPRODUCIBLE)
+                 if (first / name).read_bytes() != (second / name).read_bytes()]
     assert different == []
 
 
@@ -160,19 +164,28 @@ def test_the_image_service_starts_orbox_serve_with_the_image_profile_models_and_
     assert "/var/lib/orbox/venv" in _debugfs(rootfs, "cat /usr/libexec/orbox/install-payload")
 
 
-def test_update_bundle_from_the_build_verifies_and_installs(builds, inputs, tmp_path):
-    out = builds[0]
-    runner = CliRunner()
-    result = runner.invoke(image, ["verify", str(out / "update.obx"), "--pubkey", str(inputs["pub"])])
+def test_signed_manifests_of_two_builds_agree_and_pin_the_recorded_rootfs(builds, inputs):
+    """The bundle bytes differ, what RAUC signed does not: same image sha256, the build record's."""
+    infos = [check_bundle(out / "update.raucb", inputs["keyring"]) for out in builds]
+    assert infos[0] == infos[1]
+    info, record = infos[0], json.loads((builds[0] / "build-record.json").read_bytes())
+    assert (info.compatible, info.version) == ("orbox-dev", "1.0.0")
+    assert info.images["rootfs"]["checksum"] == record["outputs"]["rootfs.ext4"]["sha256"]
+    assert info.images["rootfs"]["size"] == record["outputs"]["rootfs.ext4"]["size"]
+    assert info.meta == {
+        "profile": "dev", "version": "1.0.0", "min-version": "0",
+        "sbom-sha256": hashlib.sha256((builds[0] / "sbom.cdx.json").read_bytes()).hexdigest(),
+        "build-record-sha256": hashlib.sha256((builds[0] / "build-record.json").read_bytes()).hexdigest(),
+    }
+    assert set(info.files) == {"rootfs.ext4", "sbom.cdx.json", "build-record.json", "meta.orbox.conf",
+                               "manifest.raucm"}
+    assert "update.raucb" not in record["outputs"]
+
+
+def test_image_verify_prints_what_rauc_checked(builds, inputs):
+    result = CliRunner().invoke(image, ["verify", str(builds[0] / "update.raucb"), "--keyring", str(inputs["keyring"])])
     assert result.exit_code == 0, result.output
-    assert "llm/tiny-q8_0.gguf" in result.output
-    box = tmp_path / "box"
-    result = runner.invoke(image, ["init-target", str(box), "--profile", "dev", "--version", "0.9.0",
-                                   "--image", str(out / "rootfs.ext4"), "--pubkey", str(inputs["pub"])])
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(image, ["install", str(out / "update.obx"), "--target", str(box)])
-    assert result.exit_code == 0, result.output
-    assert (box / "slot-b.img").read_bytes() == (out / "rootfs.ext4").read_bytes()
+    assert "compatible orbox-dev, version 1.0.0" in result.output and "sbom.cdx.json" in result.output
 
 
 def test_qemu_boots_the_demo_disk_and_the_self_check_passes(builds, tmp_path):
@@ -204,11 +217,11 @@ def test_squashfs_spec_file_build_is_reproducible(inputs, tmp_path):
     outs = []
     for name in ("one", "two"):
         result = CliRunner().invoke(image, ["build", "--spec", str(spec), "--out", str(tmp_path / name),
-                                            "--key", str(inputs["key"])])
+                                            "--update-pki", str(inputs["pki"])])
         assert result.exit_code == 0, result.output
         outs.append(tmp_path / name)
     assert (outs[0] / "rootfs.squashfs").read_bytes()[:4] == b"hsqs"
-    for name in ("disk.img", "rootfs.squashfs", "update.obx", "sbom.cdx.json"):
+    for name in ("disk.img", "rootfs.squashfs", "sbom.cdx.json", "build-record.json"):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
 
 
