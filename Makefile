@@ -14,7 +14,7 @@ PYTEST_WORKERS ?= 2
 # and mtools for the EFI system partition, OVMF as the firmware of the qemu A/B test), headless Chromium for the status page test,
 # strace/iproute2/util-linux (unshare) for the offline proof of `orbox serve`, systemd-analyze for the units.
 APT_PACKAGES := e2fsprogs squashfs-tools genimage bmap-tools qemu-system-x86 busybox-static linux-image-amd64 \
-	rauc grub-efi-amd64-bin grub-common ovmf dosfstools mtools \
+	rauc rauc-service grub-efi-amd64-bin grub-common ovmf dosfstools mtools \
 	chromium strace iproute2 util-linux systemd
 SYSDEPS := .stamp-sysdeps
 

@@ -17,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from image_build.demo_base import build_demo_base
-from image_build.disk import MIB, DiskLayout, make_disk
+from image_build.disk import MIB, PARTITIONS, DiskLayout, make_disk
 from image_build.errors import ImageError
 from image_build.filesystem import make_ext4, make_squashfs, tree_size
-from image_build.layer import ReleaseInfo, stage_orbox_layer
+from image_build.grub import grub_cfg, make_esp, partition_device
+from image_build.initramfs import build_initramfs, find_kernel
+from image_build.layer import KEYRING_PATH, ReleaseInfo, stage_orbox_layer
 from image_build.rauc_bundle import BUNDLE_NAME, Signer, compatible_for, signer_from_prefix, write_bundle
+from image_build.rauc_config import DATA_PARTITION, ESP_MOUNT, system_conf
 from image_build.sbom import build_sbom, validate_sbom
-from image_build.slots import factory_state
 from image_build.spec import ImageSpec, profile_arch, resolve_source_date_epoch
 from image_build.tools import require_tool
 from image_build.tree import StagedTree, extract_base
@@ -40,6 +42,8 @@ _TOOLS = {
     "genimage": ["--version"],
     "bmaptool": ["--version"],
     "rauc": ["--version"],
+    "grub-mkimage": ["--version"],
+    "mkfs.vfat": ["--help"],
 }
 
 
@@ -60,7 +64,7 @@ def build_image(
 ) -> BuildResult:
     """Build every output of the spec into out_dir; raises ImageError with a clear message on bad input."""
     step("checking inputs")
-    needed = ["mkfs.ext4", "debugfs", "genimage", "bmaptool"] + (
+    needed = ["mkfs.ext4", "debugfs", "genimage", "bmaptool", "grub-mkimage", "mkfs.vfat", "mcopy"] + (
         ["mksquashfs"] if spec.rootfs_type == "squashfs" else []
     ) + (["rauc", "mksquashfs"] if update_pki is not None else [])
     for tool in needed:
@@ -92,9 +96,12 @@ def build_image(
         base = spec.base if spec.base is not None else build_demo_base(work / "demo-base.tar", epoch)
         extract_base(Path(base), tree)
         release = ReleaseInfo(spec.profile, arch, spec.version, spec.min_version)
+        _stage_boot(tree, spec, work)
         layer_paths = stage_orbox_layer(
             tree, spec, release, wheels, spec.bundle, bundle_manifest,
             update_keyring=signer.keyring.read_bytes() if signer else None,
+            rauc_system_conf=system_conf(profile=spec.profile, disk_device=spec.disk_device,
+                                         rootfs_type=spec.rootfs_type, keyring=KEYRING_PATH),
         )
 
         step("writing the SBOM")
@@ -134,13 +141,18 @@ def build_image(
             )
 
         step("making the factory disk and .bmap")
-        data_image = _make_data_partition(spec, rootfs, slot_size, epoch, work, parts)
+        data_image = _make_data_partition(spec, epoch, work, parts)
+        cfg = grub_cfg(tries=spec.boot_tries, disk_device=spec.disk_device, rootfs_type=spec.rootfs_type,
+                       cmdline=spec.kernel_cmdline)
+        esp = make_esp(parts / "esp.vfat", cfg=cfg, size_mib=spec.esp_size_mb,
+                       volume_id=spec.derived_uuid("esp-volume-id")[:8], epoch=epoch, workdir=work)
         layout = DiskLayout(
+            esp,
             rootfs,
             data_image,
             slot_size,
             spec.derived_uuid("disk"),
-            {name: spec.derived_uuid(f"partition/{name}") for name in ("rootfs-a", "rootfs-b", "data")},
+            {name: spec.derived_uuid(f"partition/{name}") for name in PARTITIONS},
         )
         make_disk(layout, staged_out, work)
         shutil.move(rootfs, staged_out / rootfs.name)
@@ -195,14 +207,26 @@ def _slot_size(spec: ImageSpec, tree: StagedTree) -> int:
     return -(-needed // (4 * MIB)) * 4 * MIB
 
 
-def _make_data_partition(
-    spec: ImageSpec, rootfs: Path, slot_size: int, epoch: int, work: Path, parts: Path
-) -> Path:
-    """The data partition: the bootloader state of a freshly flashed box (slot A good and primary)."""
+def _stage_boot(tree: StagedTree, spec: ImageSpec, work: Path) -> None:
+    """Each slot carries its own kernel and initrd; a base without /boot/vmlinuz gets the host's kernel."""
+    if tree.path("/boot/vmlinuz").exists() and tree.path("/boot/initrd.img").exists():
+        return
+    kernel, modules = find_kernel()
+    tree.add_file("/boot/vmlinuz", kernel)
+    tree.add_file("/boot/initrd.img", build_initramfs(work / "initrd.img", modules))
+    for mount_point in ("/boot/efi", "/data"):
+        tree.mkdir(mount_point)
+    if not tree.path("/etc/fstab").exists():
+        tree.add_bytes("/etc/fstab", (
+            f"{partition_device(spec.disk_device, 1)} {ESP_MOUNT} vfat defaults 0 0\n"
+            f"{partition_device(spec.disk_device, DATA_PARTITION)} /data ext4 defaults 0 0\n").encode())
+
+
+def _make_data_partition(spec: ImageSpec, epoch: int, work: Path, parts: Path) -> Path:
+    """The data partition: RAUC's status (data-directory) survives slot switches here."""
     tree = StagedTree(work / "data-root")
     tree.root.mkdir()
-    state = factory_state(spec.profile, spec.version, file_digest(rootfs), slot_size, 3, booted=None)
-    tree.add_bytes("/orbox/bootstate.json", canonical_json(state))
+    tree.mkdir("/rauc")
     data_image = parts / "data.ext4"
     data_dir = work / "data-fs"
     data_dir.mkdir()

@@ -188,6 +188,22 @@ def test_image_verify_prints_what_rauc_checked(builds, inputs):
     assert "compatible orbox-dev, version 1.0.0" in result.output and "sbom.cdx.json" in result.output
 
 
+def test_the_disk_boots_through_grub_with_rauc_slots_and_the_slot_carries_its_kernel(builds, inputs):
+    rootfs = builds[0] / "rootfs.ext4"
+    assert "Inode:" in _debugfs(rootfs, "stat /boot/vmlinuz") and "Inode:" in _debugfs(rootfs, "stat /boot/initrd.img")
+    conf = _debugfs(rootfs, "cat /etc/rauc/system.conf")
+    for line in ("compatible=orbox-dev", "bootloader=grub", "grubenv=/boot/efi/EFI/BOOT/grubenv",
+                 "bundle-formats=-plain", "pre-install=/usr/libexec/orbox/rauc-pre-install",
+                 "device=/dev/vda2", "bootname=A", "device=/dev/vda3", "bootname=B"):
+        assert line in conf.splitlines(), line
+    assert _debugfs(rootfs, "cat /etc/rauc/keyring.pem") == inputs["keyring"].read_text()
+    disk = (builds[0] / "disk.img").read_bytes()
+    env_at = disk.find(b"# GRUB Environment Block\n")
+    assert disk[env_at:env_at + 1024].split(b"\n")[1:6] == [b"ORDER=A B", b"A_OK=1", b"A_TRY=0", b"B_OK=0",
+                                                           b"B_TRY=0"]
+    assert b"A_TRY -lt 3" not in disk and b'"$TRY" -lt 3' in disk, "grub.cfg gives each unconfirmed slot 3 tries"
+
+
 def test_qemu_boots_the_demo_disk_and_the_self_check_passes(builds, tmp_path):
     report = boot_test(builds[0] / "disk.img", tmp_path, timeout_s=180)
     assert report.ok, report.console[-2000:]
