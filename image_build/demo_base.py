@@ -113,6 +113,7 @@ def build_demo_base(out: Path, epoch: int) -> Path:
     entry("etc/passwd", tarfile.REGTYPE, 0o644,
           b"root:x:0:0:root:/root:/bin/sh\nmessagebus:x:100:101::/nonexistent:/bin/false\n")
     entry("etc/group", tarfile.REGTYPE, 0o644, b"root:x:0:\nmessagebus:x:101:\n")
+    entry("var/run", tarfile.SYMTYPE, 0o777, link="/run")  # where D-Bus clients look for the system bus
     entry("etc/machine-id", tarfile.REGTYPE, 0o444, b"6f7262786d616368696e652d69640a00\n")
     for path, mode in _host_files():
         for parent in Path(path).parents[:-1]:
