@@ -208,7 +208,12 @@ def _slot_size(spec: ImageSpec, tree: StagedTree) -> int:
 
 
 def _stage_boot(tree: StagedTree, spec: ImageSpec, work: Path) -> None:
-    """Each slot carries its own kernel and initrd; a base without /boot/vmlinuz gets the host's kernel."""
+    """Each slot carries its own kernel and initrd; a base without /boot/vmlinuz gets the host's kernel.
+
+    The ESP is mounted sync: RAUC marks the target slot bad in the grubenv (grub-editenv) before
+    writing it, and that mark must be on the disk before the first slot byte is, or a power cut
+    can leave a half-written slot marked OK (seen in qemu with the default async mount).
+    """
     if tree.path("/boot/vmlinuz").exists() and tree.path("/boot/initrd.img").exists():
         return
     kernel, modules = find_kernel()
@@ -218,7 +223,7 @@ def _stage_boot(tree: StagedTree, spec: ImageSpec, work: Path) -> None:
         tree.mkdir(mount_point)
     if not tree.path("/etc/fstab").exists():
         tree.add_bytes("/etc/fstab", (
-            f"{partition_device(spec.disk_device, 1)} {ESP_MOUNT} vfat defaults 0 0\n"
+            f"{partition_device(spec.disk_device, 1)} {ESP_MOUNT} vfat sync,dirsync 0 0\n"
             f"{partition_device(spec.disk_device, DATA_PARTITION)} /data ext4 defaults 0 0\n").encode())
 
 

@@ -42,7 +42,7 @@ class Machine:
     memory_mb: int = 512
 
     def power_on(self, script: str, *, timeout_s: float, cut_power_on: str | None = None,
-                 snapshot: bool = False) -> str:
+                 cut_delay_s: float = 0.0, snapshot: bool = False) -> str:
         """Boot once, run `script` in the guest after its boot scripts; return the console."""
         qemu = require_tool("qemu-system-x86_64")
         for firmware in (OVMF_CODE, OVMF_VARS):
@@ -61,11 +61,11 @@ class Machine:
                 "-fw_cfg", f"name=opt/orbox/script,file={script_file}"]
         if self.stick is not None:
             argv += ["-drive", f"file={self.stick},format=raw,if=virtio,readonly=on"]
-        return _run(argv, timeout_s, cut_power_on)
+        return _run(argv, timeout_s, cut_power_on, cut_delay_s)
 
 
-def _run(argv: list[str], timeout_s: float, cut_power_on: str | None) -> str:
-    """Run qemu to its exit (the guest powered off or rebooted), or kill it at the `cut_power_on` line."""
+def _run(argv: list[str], timeout_s: float, cut_power_on: str | None, cut_delay_s: float) -> str:
+    """Run qemu until the guest powers off or reboots, or kill it `cut_delay_s` after the `cut_power_on` line."""
     console: list[str] = []
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                           text=True, errors="replace") as process:
@@ -75,6 +75,7 @@ def _run(argv: list[str], timeout_s: float, cut_power_on: str | None) -> str:
             for line in process.stdout or ():
                 console.append(line)
                 if cut_power_on is not None and cut_power_on in line:
+                    time.sleep(cut_delay_s)
                     process.kill()
                     console.append("\n[orbox test: power cut]\n")
                     break

@@ -8,7 +8,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tarfile
 import tomllib
 from pathlib import Path
@@ -17,67 +16,28 @@ import pytest
 from click.testing import CliRunner
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from image_data.helpers import MODEL_MARKER, make_artifact_bundle
+from image_data.fixtures import EPOCH, build_for_test
+from image_data.helpers import MODEL_MARKER
 
 from appliance.cli import serve
 from appliance.config import parse_config
-from image_build.build import build_image
 from image_build.cli import image
 from image_build.errors import ImageError
 from image_build.qemu import boot_test
 from image_build.rauc_bundle import check_bundle
 from image_build.spec import load_spec
-from primitives.signing import generate_keypair
-from primitives.update_keys import generate_update_pki
 
 pytestmark = pytest.mark.xdist_group("image_build")
 
-REPO = Path(__file__).resolve().parents[1]
-EPOCH = 1_700_000_000
 OUTPUTS = {"disk.img", "disk.bmap", "rootfs.ext4", "update.raucb", "sbom.cdx.json", "build-record.json"}
 NOT_REPRODUCIBLE = {"update.raucb"}  # RAUC: random verity salt and CMS signing time; its manifest contents are
-
-
-def _pip_wheel(source: Path, wheel_dir: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-w", str(wheel_dir), str(source)], check=True, capture_output=True)
-    return wheel_dir
-
-
-def _make_inputs(root: Path) -> None:
-    source = root / "orbox-src"
-    source.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
-    _pip_wheel(source, root / "wheels")
-    shutil.copytree(REPO / "tests" / "image_data" / "tinydep", root / "tinydep")
-    _pip_wheel(root / "tinydep", root / "wheels")
-    key, _ = generate_keypair(root / "vendor")
-    make_artifact_bundle(root / "bundle", key)
-    generate_update_pki(root / "update")
-
-
-@pytest.fixture(scope="session")
-def inputs(build_once) -> dict[str, Path]:
-    """The orbox wheel built from this checkout's HEAD, one small dependency wheel, a bundle and keys."""
-    root = build_once("image-inputs", _make_inputs)
-    return {"root": root, "wheels": root / "wheels", "key": root / "vendor.key", "pub": root / "vendor.pub",
-            "bundle": root / "bundle", "pki": root / "update", "keyring": root / "update-ca.cert.pem"}
-
-
-def _build(inputs: dict[str, Path], out: Path, **overrides) -> Path:
-    spec = load_spec(None, {"profile": "dev", "version": "1.0.0", "bundle": inputs["bundle"],
-                            "source_date_epoch": EPOCH,
-                            "wheels": [{"path": p} for p in sorted(inputs["wheels"].glob("*.whl"))],
-                            **overrides})
-    build_image(spec, out, update_pki=inputs["pki"])
-    return out
 
 
 @pytest.fixture(scope="session")
 def builds(inputs, build_once) -> tuple[Path, Path]:
     """The same spec built twice, into two directories."""
-    root = build_once("image-builds", lambda out: [_build(inputs, out / name) for name in ("build-1", "build-2")])
+    root = build_once("image-builds",
+                      lambda out: [build_for_test(inputs, out / name) for name in ("build-1", "build-2")])
     return root / "build-1", root / "build-2"
 
 
@@ -244,14 +204,14 @@ def test_squashfs_spec_file_build_is_reproducible(inputs, tmp_path):
 def test_bad_inputs_are_clear_errors(inputs, tmp_path, monkeypatch):
     wheel = sorted(inputs["wheels"].glob("orbox-*.whl"))[0]
     with pytest.raises(ImageError, match="sha256 .* spec pins 0000"):
-        _build(inputs, tmp_path / "a", wheels=[{"path": wheel, "sha256": "0" * 64}])
+        build_for_test(inputs, tmp_path / "a", wheels=[{"path": wheel, "sha256": "0" * 64}])
     with pytest.raises(ImageError, match="expected the orbox wheel"):
-        _build(inputs, tmp_path / "b", wheels=[{"path": p} for p in inputs["wheels"].glob("orbox_tinydep*")])
+        build_for_test(inputs, tmp_path / "b", wheels=[{"path": p} for p in inputs["wheels"].glob("orbox_tinydep*")])
     with pytest.raises(ImageError, match="bundle is for profile 'dev', the image is for 'mini-avx2'|"
                                          "is for profile 'dev', the image is for 'mini-avx2'"):
-        _build(inputs, tmp_path / "c", profile="mini-avx2")
+        build_for_test(inputs, tmp_path / "c", profile="mini-avx2")
     with pytest.raises(ImageError, match="field version: .*PEP 440"):
-        _build(inputs, tmp_path / "d", version="one")
+        build_for_test(inputs, tmp_path / "d", version="one")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     result = CliRunner().invoke(image, ["build", "--profile", "dev", "--version", "1.0.0", "--bundle",
                                         str(inputs["bundle"]), "--out", str(tmp_path / "e"), "--wheel", str(wheel)])
