@@ -212,7 +212,7 @@ def _stage_boot(tree: StagedTree, spec: ImageSpec, work: Path) -> None:
 
     The ESP is mounted sync: RAUC marks the target slot bad in the grubenv (grub-editenv) before
     writing it, and that mark must be on the disk before the first slot byte is, or a power cut
-    can leave a half-written slot marked OK (seen in qemu with the default async mount).
+    could leave a half-written slot marked OK.
     """
     if tree.path("/boot/vmlinuz").exists() and tree.path("/boot/initrd.img").exists():
         return

@@ -40,6 +40,7 @@ class Machine:
     workdir: Path
     stick: Path | None = None
     memory_mb: int = 512
+    write_bytes_per_s: int | None = None  # throttles the disk, so that a power cut lands mid-write
 
     def power_on(self, script: str, *, timeout_s: float, cut_power_on: str | None = None,
                  cut_delay_s: float = 0.0, snapshot: bool = False) -> str:
@@ -57,7 +58,8 @@ class Machine:
                 "-machine", "q35", "-smp", "1",
                 "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
                 "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
-                "-drive", f"file={self.disk},format=raw,if=virtio" + (",snapshot=on" if snapshot else ""),
+                "-drive", f"file={self.disk},format=raw,if=virtio" + (",snapshot=on" if snapshot else "")
+                + (f",throttling.bps-write={self.write_bytes_per_s}" if self.write_bytes_per_s else ""),
                 "-fw_cfg", f"name=opt/orbox/script,file={script_file}"]
         if self.stick is not None:
             argv += ["-drive", f"file={self.stick},format=raw,if=virtio,readonly=on"]
@@ -65,25 +67,35 @@ class Machine:
 
 
 def _run(argv: list[str], timeout_s: float, cut_power_on: str | None, cut_delay_s: float) -> str:
-    """Run qemu until the guest powers off or reboots, or kill it `cut_delay_s` after the `cut_power_on` line."""
+    """Run qemu until the guest powers off or reboots, or kill it `cut_delay_s` after the `cut_power_on` line.
+
+    The console keeps being read until the kill, so it shows how far the guest got.
+    """
     console: list[str] = []
+    killed_by: list[str] = []
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                           text=True, errors="replace") as process:
-        timer = threading.Timer(timeout_s, process.kill)
-        timer.start()
+
+        def kill(reason: str) -> None:
+            killed_by.append(reason)
+            process.kill()
+
+        timeout = threading.Timer(timeout_s, kill, ["timeout"])
+        cut = threading.Timer(cut_delay_s, kill, ["power cut"])
+        timeout.start()
         try:
             for line in process.stdout or ():
                 console.append(line)
-                if cut_power_on is not None and cut_power_on in line:
-                    time.sleep(cut_delay_s)
-                    process.kill()
-                    console.append("\n[orbox test: power cut]\n")
-                    break
+                if cut_power_on is not None and cut_power_on in line and not cut.is_alive():
+                    cut.start()
             process.wait()
         finally:
-            timer.cancel()
-    if not timer.is_alive() and process.returncode == -9 and not console[-1].startswith("\n[orbox test"):
+            timeout.cancel()
+            cut.cancel()
+    if killed_by[:1] == ["timeout"]:
         raise ImageError(f"qemu still running after {timeout_s:.0f} s; console tail: {''.join(console)[-1500:]}")
+    if killed_by:
+        console.append("\n[orbox test: power cut]\n")
     return "".join(console)
 
 
