@@ -10,9 +10,11 @@ EXT    := $(VENV)/.orbox-ext-built
 PYTEST_WORKERS ?= 2
 
 # Debian tools the image build and its tests drive (mkfs.ext4/debugfs, mksquashfs, genimage,
-# bmaptool, qemu + a kernel + busybox for the boot test), headless Chromium for the status page test,
+# bmaptool, qemu + a kernel + busybox for the boot test; rauc for update bundles, GRUB, dosfstools
+# and mtools for the EFI system partition, OVMF as the firmware of the qemu A/B test), headless Chromium for the status page test,
 # strace/iproute2/util-linux (unshare) for the offline proof of `orbox serve`, systemd-analyze for the units.
 APT_PACKAGES := e2fsprogs squashfs-tools genimage bmap-tools qemu-system-x86 busybox-static linux-image-amd64 \
+	rauc rauc-service grub-efi-amd64-bin grub-common ovmf dosfstools mtools \
 	chromium strace iproute2 util-linux systemd
 SYSDEPS := .stamp-sysdeps
 

@@ -1,4 +1,4 @@
-"""`orbox image build`: spec in, reproducible rootfs, factory disk, .bmap, signed update, SBOM, record out.
+"""`orbox image build`: spec in, reproducible rootfs, factory disk, .bmap, SBOM, record and RAUC bundle out.
 
 All outputs are assembled in a scratch directory inside the output directory and renamed into
 place at the end, so an interrupted build never leaves a half-written output behind.
@@ -16,32 +16,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from image_build.demo_base import build_demo_base
-from image_build.disk import MIB, DiskLayout, make_disk
+from image_build.disk import MIB, PARTITIONS, DiskLayout, make_disk
 from image_build.errors import ImageError
 from image_build.filesystem import make_ext4, make_squashfs, tree_size
-from image_build.layer import ReleaseInfo, stage_orbox_layer
+from image_build.grub import grub_cfg, make_esp, partition_device
+from image_build.initramfs import build_initramfs, find_kernel
+from image_build.layer import KEYRING_PATH, ReleaseInfo, stage_orbox_layer
+from image_build.rauc_bundle import BUNDLE_NAME, Signer, compatible_for, signer_from_prefix, write_bundle
+from image_build.rauc_config import DATA_PARTITION, ESP_MOUNT, system_conf
 from image_build.sbom import build_sbom, validate_sbom
-from image_build.slots import factory_state
 from image_build.spec import ImageSpec, profile_arch, resolve_source_date_epoch
 from image_build.tools import require_tool
 from image_build.tree import StagedTree, extract_base
-from image_build.update_bundle import PayloadFile, write_update_bundle
 from image_build.wheels import pin_wheels
 from primitives.artifacts import ModelBundleError, file_digest, load_manifest
 from primitives.atomic import fsync_dir
-from primitives.signing import KeyFileError, canonical_json, load_private_key, verify_bundle
+from primitives.signing import KeyFileError, canonical_json, verify_bundle
 
 RECORD_SCHEMA = "orbox.build-record/1"
-UPDATE_NAME = "update.obx"
 _PACKAGE_DIR = Path(__file__).resolve().parent  # SOURCE_DATE_EPOCH falls back to its git commit
 _TOOLS = {
     "mkfs.ext4": ["-V"],
     "mksquashfs": ["-version"],
     "genimage": ["--version"],
     "bmaptool": ["--version"],
+    "rauc": ["--version"],
+    "grub-mkimage": ["--version"],
+    "mkfs.vfat": ["--help"],
 }
 
 
@@ -56,15 +58,15 @@ def build_image(
     spec: ImageSpec,
     out_dir: Path,
     *,
-    key_path: Path | None,
+    update_pki: str | os.PathLike | None,
     repo_dir: Path = _PACKAGE_DIR,
     step: Callable[[str], None] = lambda _: None,
 ) -> BuildResult:
     """Build every output of the spec into out_dir; raises ImageError with a clear message on bad input."""
     step("checking inputs")
-    needed = ["mkfs.ext4", "debugfs", "genimage", "bmaptool"] + (
+    needed = ["mkfs.ext4", "debugfs", "genimage", "bmaptool", "grub-mkimage", "mkfs.vfat", "mcopy"] + (
         ["mksquashfs"] if spec.rootfs_type == "squashfs" else []
-    )
+    ) + (["rauc", "mksquashfs"] if update_pki is not None else [])
     for tool in needed:
         require_tool(tool)
     epoch = resolve_source_date_epoch(spec, repo_dir)
@@ -72,7 +74,7 @@ def build_image(
     arch = profile_arch(spec.profile)
     bundle_manifest = _checked_bundle(spec)
     wheels = pin_wheels(spec.wheels)
-    key = _load_key(key_path)
+    signer = signer_from_prefix(update_pki) if update_pki is not None else None
     for label, path in [
         ("base", spec.base),
         ("config", spec.config),
@@ -94,8 +96,12 @@ def build_image(
         base = spec.base if spec.base is not None else build_demo_base(work / "demo-base.tar", epoch)
         extract_base(Path(base), tree)
         release = ReleaseInfo(spec.profile, arch, spec.version, spec.min_version)
+        _stage_boot(tree, spec, work)
         layer_paths = stage_orbox_layer(
-            tree, spec, release, wheels, spec.bundle, bundle_manifest, update_pubkey=_public_pem(key)
+            tree, spec, release, wheels, spec.bundle, bundle_manifest,
+            update_keyring=signer.keyring.read_bytes() if signer else None,
+            rauc_system_conf=system_conf(profile=spec.profile, disk_device=spec.disk_device,
+                                         rootfs_type=spec.rootfs_type, keyring=KEYRING_PATH),
         )
 
         step("writing the SBOM")
@@ -135,42 +141,27 @@ def build_image(
             )
 
         step("making the factory disk and .bmap")
-        data_image = _make_data_partition(spec, rootfs, slot_size, epoch, work, parts)
+        data_image = _make_data_partition(spec, epoch, work, parts)
+        cfg = grub_cfg(tries=spec.boot_tries, disk_device=spec.disk_device, rootfs_type=spec.rootfs_type,
+                       cmdline=spec.kernel_cmdline)
+        esp = make_esp(parts / "esp.vfat", cfg=cfg, size_mib=spec.esp_size_mb,
+                       volume_id=spec.derived_uuid("esp-volume-id")[:8], epoch=epoch, workdir=work)
         layout = DiskLayout(
+            esp,
             rootfs,
             data_image,
             slot_size,
             spec.derived_uuid("disk"),
-            {name: spec.derived_uuid(f"partition/{name}") for name in ("rootfs-a", "rootfs-b", "data")},
+            {name: spec.derived_uuid(f"partition/{name}") for name in PARTITIONS},
         )
         make_disk(layout, staged_out, work)
         shutil.move(rootfs, staged_out / rootfs.name)
 
-        if key is not None:
-            step("signing the update bundle")
-            fields = {
-                "profile": spec.profile,
-                "arch": arch,
-                "version": spec.version,
-                "min_version": spec.min_version,
-                "created": timestamp,
-                "rootfs_type": spec.rootfs_type,
-                "artifacts": bundle_manifest["artifacts"],
-            }
-            update_manifest = write_update_bundle(
-                staged_out / UPDATE_NAME,
-                fields,
-                [
-                    PayloadFile(rootfs.name, "slot-image", staged_out / rootfs.name),
-                    PayloadFile("sbom.cdx.json", "sbom", staged_out / "sbom.cdx.json"),
-                ],
-                key,
-            )
-            os.chmod(staged_out / UPDATE_NAME, 0o644)  # public artifact; atomic_writer creates 0600
-            (staged_out / "update-manifest.json").write_bytes(canonical_json(update_manifest))
-
         record = _record(spec, epoch, arch, wheels, staged_out, slot_size)
         (staged_out / "build-record.json").write_bytes(canonical_json(record))
+        if signer is not None:
+            step("signing the RAUC update bundle")
+            _write_update_bundle(spec, signer, staged_out, rootfs.name, work)
         outputs = {}
         for produced in sorted(staged_out.iterdir()):
             os.replace(produced, out_dir / produced.name)
@@ -195,22 +186,18 @@ def _checked_bundle(spec: ImageSpec) -> dict[str, Any]:
     return manifest
 
 
-def _load_key(key_path: Path | None) -> Any:
-    if key_path is None:
-        return None
-    try:
-        return load_private_key(key_path)
-    except KeyFileError as exc:
-        raise ImageError(f"--key: {exc}") from exc
-
-
-def _public_pem(key: Any) -> bytes | None:
-    """The box trusts the key its image was built with: its public half goes into /etc/orbox."""
-    if key is None:
-        return None
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _write_update_bundle(spec: ImageSpec, signer: Signer, staged_out: Path, image_name: str, work: Path) -> None:
+    """The bundle carries the SBOM and the build record, and pins both by sha256 in its metadata."""
+    extras = [staged_out / "sbom.cdx.json", staged_out / "build-record.json"]
+    meta = {
+        "profile": spec.profile,
+        "version": spec.version,
+        "min-version": spec.min_version,
+        "sbom-sha256": file_digest(extras[0]).sha256,
+        "build-record-sha256": file_digest(extras[1]).sha256,
+    }
+    write_bundle(staged_out / BUNDLE_NAME, signer=signer, compatible=compatible_for(spec.profile),
+                 version=spec.version, image=staged_out / image_name, extras=extras, meta=meta, workdir=work)
 
 
 def _slot_size(spec: ImageSpec, tree: StagedTree) -> int:
@@ -220,14 +207,31 @@ def _slot_size(spec: ImageSpec, tree: StagedTree) -> int:
     return -(-needed // (4 * MIB)) * 4 * MIB
 
 
-def _make_data_partition(
-    spec: ImageSpec, rootfs: Path, slot_size: int, epoch: int, work: Path, parts: Path
-) -> Path:
-    """The data partition: the bootloader state of a freshly flashed box (slot A good and primary)."""
+def _stage_boot(tree: StagedTree, spec: ImageSpec, work: Path) -> None:
+    """Each slot carries its own kernel and initrd; a base without /boot/vmlinuz gets the host's kernel.
+
+    The ESP is mounted sync: RAUC marks the target slot bad in the grubenv (grub-editenv) before
+    writing it, and that mark must be on the disk before the first slot byte is, or a power cut
+    could leave a half-written slot marked OK.
+    """
+    if tree.path("/boot/vmlinuz").exists() and tree.path("/boot/initrd.img").exists():
+        return
+    kernel, modules = find_kernel()
+    tree.add_file("/boot/vmlinuz", kernel)
+    tree.add_file("/boot/initrd.img", build_initramfs(work / "initrd.img", modules))
+    for mount_point in ("/boot/efi", "/data"):
+        tree.mkdir(mount_point)
+    if not tree.path("/etc/fstab").exists():
+        tree.add_bytes("/etc/fstab", (
+            f"{partition_device(spec.disk_device, 1)} {ESP_MOUNT} vfat sync,dirsync 0 0\n"
+            f"{partition_device(spec.disk_device, DATA_PARTITION)} /data ext4 defaults 0 0\n").encode())
+
+
+def _make_data_partition(spec: ImageSpec, epoch: int, work: Path, parts: Path) -> Path:
+    """The data partition: RAUC's status (data-directory) survives slot switches here."""
     tree = StagedTree(work / "data-root")
     tree.root.mkdir()
-    state = factory_state(spec.profile, spec.version, file_digest(rootfs), slot_size, 3, booted=None)
-    tree.add_bytes("/orbox/bootstate.json", canonical_json(state))
+    tree.mkdir("/rauc")
     data_image = parts / "data.ext4"
     data_dir = work / "data-fs"
     data_dir.mkdir()

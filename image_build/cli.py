@@ -51,7 +51,9 @@ def image() -> None:
 @click.option("--out", "out_dir", type=_DIR, required=True, help="Output directory.")
 @click.option("--base", type=_INPUT_FILE, help="OS base rootfs tarball; default: the busybox-static demo base.")
 @click.option(
-    "--key", type=_INPUT_FILE, help="ed25519 signing key from `orbox keygen`; without it no update bundle."
+    "--update-pki",
+    metavar="PREFIX",
+    help="Update signer and CA from `orbox keygen --update-ca PREFIX`; without it no update bundle.",
 )
 @click.option("--version", "version", help="Image version (PEP 440).")
 @click.option("--min-version", help="Oldest installed version this update may be applied to.")
@@ -66,7 +68,7 @@ def build(
     bundle: Path | None,
     out_dir: Path,
     base: Path | None,
-    key: Path | None,
+    update_pki: str | None,
     version: str | None,
     min_version: str | None,
     spec_path: Path | None,
@@ -74,7 +76,7 @@ def build(
     wheelhouse: Path | None,
     rootfs_type: str | None,
 ) -> None:
-    """Build the rootfs, factory disk + .bmap, signed update bundle, SBOM and build record."""
+    """Build the rootfs, factory disk + .bmap, SBOM, build record and signed RAUC update bundle."""
     from image_build.build import build_image
     from image_build.spec import load_spec
 
@@ -92,11 +94,11 @@ def build(
     with _user_errors():
         spec = load_spec(spec_path, overrides)
         with click.progressbar(
-            length=7, label="orbox image build", show_eta=False, item_show_func=lambda label: label
+            length=8, label="orbox image build", show_eta=False, item_show_func=lambda label: label
         ) as bar:
-            result = build_image(spec, out_dir, key_path=key, step=_advance(bar))
-    if key is None:
-        click.echo("note: no --key given, so no signed update bundle was written", err=True)
+            result = build_image(spec, out_dir, update_pki=update_pki, step=_advance(bar))
+    if update_pki is None:
+        click.echo("note: no --update-pki given, so no signed update bundle was written", err=True)
     for name, entry in sorted(result.record["outputs"].items()):
         click.echo(f"  {name:24s} {entry['size'] / 1e6:10.1f} MB  sha256 {entry['sha256']}")
     click.echo(f"built {spec.profile} {spec.version} into {out_dir} in {time.monotonic() - started:.1f} s")
@@ -112,30 +114,23 @@ def _advance(bar: Any) -> Callable[[str], None]:
 @image.command("verify")
 @click.argument("update_bundle", type=_INPUT_FILE)
 @click.option(
-    "--pubkey", type=_INPUT_FILE, required=True, help="ed25519 public key (PEM) the update bundle must be signed by."
+    "--keyring", type=_INPUT_FILE, required=True, help="Update CA certificate (PEM) the bundle must chain to."
 )
-def verify(update_bundle: Path, pubkey: Path) -> None:
-    """Check an update bundle's envelope, signature, schema and every payload hash."""
-    from image_build.update_bundle import open_update_bundle
+def verify(update_bundle: Path, keyring: Path) -> None:
+    """Check a RAUC bundle as the box would: `rauc info`, then `rauc extract` for every payload byte."""
+    from image_build.rauc_bundle import check_bundle
 
-    with _user_errors(), open_update_bundle(update_bundle, _public_key(pubkey)) as verified:
-        for entry in verified.manifest["files"]:
-            for _ in verified.read_file(entry):
-                pass
-        manifest = verified.manifest
-    click.echo(
-        f"OK {update_bundle}: signed by {pubkey}; profile {manifest['profile']}, version {manifest['version']} "
-        f"(installs over >= {manifest['min_version']})"
-    )
-    for entry in manifest["files"]:
+    with _user_errors():
+        info = check_bundle(update_bundle, keyring)
+    click.echo(f"OK {update_bundle}: signed under {keyring}; compatible {info.compatible}, version {info.version}")
+    for slot_class, entry in sorted(info.images.items()):
         click.echo(
-            f"  {entry['role']:10s} {entry['name']:24s} {entry['size']:>12d} B  sha256 {entry['sha256']}"
+            f"  image {slot_class:10s} {entry['filename']:24s} {entry['size']:>12d} B  sha256 {entry['checksum']}"
         )
-    for relpath, entry in sorted(manifest.get("artifacts", {}).items()):
-        click.echo(
-            f"  model      {relpath:24s} {entry.get('kind', '?')}/{entry.get('role', '?')}  "
-            f"sha256 {entry.get('sha256')}"
-        )
+    for key, value in sorted(info.meta.items()):
+        click.echo(f"  meta  {key:24s} {value}")
+    for name, size in sorted(info.files.items()):
+        click.echo(f"  file  {name:24s} {size:>12d} B")
 
 
 @image.command("init-target")
@@ -236,18 +231,15 @@ def demo_base(out: Path, epoch: int) -> None:
 
 @image.command("boot-test")
 @click.argument("disk", type=_INPUT_FILE)
-@click.option(
-    "--rootfs", "rootfs_type", type=click.Choice(["ext4", "squashfs"]), default="ext4", show_default=True
-)
-@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True)
-def boot_test(disk: Path, rootfs_type: str, timeout_s: float) -> None:
-    """Boot the factory disk under qemu (software emulation) and check the self-check line."""
+@click.option("--timeout", "timeout_s", type=float, default=180.0, show_default=True)
+def boot_test(disk: Path, timeout_s: float) -> None:
+    """Boot the factory disk under qemu (OVMF, GRUB, slot A's kernel; TCG) and check the self-check line."""
     import tempfile
 
     from image_build.qemu import boot_test as run_boot_test
 
     with _user_errors(), tempfile.TemporaryDirectory() as work:
-        report = run_boot_test(disk, Path(work), rootfs_type=rootfs_type, timeout_s=timeout_s)
+        report = run_boot_test(disk, Path(work), timeout_s=timeout_s)
     click.echo(f"{report.verdict} ({report.seconds:.1f} s under qemu TCG)")
     if not report.ok:
         raise click.ClickException("boot test failed; console tail:\n" + report.console[-1500:])

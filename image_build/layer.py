@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from image_build.rauc_config import PRE_INSTALL_HANDLER, SYSTEM_CONF_PATH
 from image_build.spec import ImageSpec
 from image_build.tree import StagedTree
 from image_build.wheels import PinnedWheel
@@ -21,9 +22,9 @@ from primitives.signing import MANIFEST_NAME, SIGNATURE_NAME, canonical_json
 WHEEL_DIR = "/opt/orbox/wheels"
 MODEL_DIR = "/opt/orbox/models"
 SUMS_PATH = "/usr/share/orbox/SHA256SUMS"
-UPDATE_PUBKEY_PATH = "/etc/orbox/update.pub"
+KEYRING_PATH = "/etc/rauc/keyring.pem"  # the update CA certificate RAUC checks bundles against
 UNIT_DIR = "/usr/lib/systemd/system"
-DEFAULT_UNITS = ("orbox.service", "orbox-selfcheck.service", "orbox-payload.service")
+DEFAULT_UNITS = ("orbox.service", "orbox-selfcheck.service", "orbox-payload.service", "orbox-mark-good.service")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ def stage_orbox_layer(
     bundle_dir: Path,
     bundle_manifest: dict[str, Any],
     *,
-    update_pubkey: bytes | None = None,
+    update_keyring: bytes | None = None,
+    rauc_system_conf: str | None = None,
 ) -> list[str]:
     """Add the orbox files to the tree; return the image paths covered by SHA256SUMS."""
     covered: list[str] = []
@@ -82,8 +84,10 @@ def stage_orbox_layer(
         add("/etc/orbox/orbox.toml", source=spec.config)
     else:
         add("/etc/orbox/orbox.toml", _default("orbox.toml"))
-    if update_pubkey is not None:
-        add(UPDATE_PUBKEY_PATH, update_pubkey)
+    if update_keyring is not None:
+        add(KEYRING_PATH, update_keyring)
+    if rauc_system_conf is not None:
+        add(SYSTEM_CONF_PATH, rauc_system_conf.encode())
     add("/etc/orbox/release.env", release.as_env().encode())
     add(
         "/etc/orbox/release.json",
@@ -95,7 +99,10 @@ def stage_orbox_layer(
         add(f"{UNIT_DIR}/{Path(unit_path).name}", source=Path(unit_path))
     add("/usr/libexec/orbox/selfcheck", _default("selfcheck"), mode=0o755)
     add("/usr/libexec/orbox/install-payload", _default("install-payload"), mode=0o755)
+    add(PRE_INSTALL_HANDLER, _default("rauc-pre-install"), mode=0o755)
+    add("/usr/libexec/orbox/mark-good", _default("mark-good"), mode=0o755)
     add("/etc/init.d/S50orbox-selfcheck", _default("S50orbox-selfcheck"), mode=0o755)
+    add("/etc/init.d/S60orbox-mark-good", _default("S60orbox-mark-good"), mode=0o755)
 
     sums = "".join(f"{file_digest(tree.path(path)).sha256}  {path}\n" for path in sorted(covered))
     tree.add_bytes(SUMS_PATH, sums.encode())

@@ -1,54 +1,28 @@
-"""Boot test: qemu-system-x86_64 boots the factory disk under software emulation (no KVM here).
+"""qemu-system-x86_64 boots a factory disk as a box would: OVMF firmware, GRUB from the ESP, the slot's
+own kernel and initrd (software emulation: no KVM on the build VM).
 
-qemu stands in for the firmware: it loads the distribution kernel and a tiny initramfs (busybox
-plus the virtio and filesystem modules, resolved from modules.dep) that mounts slot A of the
-disk read-only and switches to its init. The image's self-check prints one line; qemu exits 0
-whether or not that line says OK, so the verdict comes from parsing the console.
+Each `power_on` is one power cycle of the same disk: the firmware variables and the disk persist
+between calls, the guest's script arrives through fw_cfg (opt/orbox/script), and `cut_power_on`
+kills qemu as soon as the console shows a line, which is how the tests pull the plug. qemu exits 0
+whatever happened inside, so verdicts come from parsing the console.
 """
 
 from __future__ import annotations
 
 import re
-import stat
+import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from image_build.errors import ImageError
 from image_build.tools import require_tool
-from primitives.atomic import atomic_writer
 
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 SELF_CHECK = re.compile(r"orbox self-check: (OK|FAIL)\b([^\r\n]*)")
-_WANTED_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "ext4", "squashfs")
-
-_INIT = b"""#!/bin/sh
-# orbox boot stage: load block and filesystem drivers, mount the slot read-only, hand over.
-export PATH=/bin
-busybox mount -t devtmpfs dev /dev
-busybox mount -t proc proc /proc
-for module in $(busybox cat /etc/modules.order); do
-    busybox insmod /lib/modules/$module.ko || echo "orbox boot: insmod $module failed"
-done
-root=/dev/vda1
-fstype=ext4
-for arg in $(busybox cat /proc/cmdline); do
-    case $arg in
-        orbox.root=*) root=${arg#orbox.root=} ;;
-        orbox.rootfstype=*) fstype=${arg#orbox.rootfstype=} ;;
-    esac
-done
-i=0
-while [ ! -b "$root" ] && [ $i -lt 100 ]; do busybox sleep 0.1; i=$((i + 1)); done
-if ! busybox mount -t "$fstype" -o ro "$root" /newroot; then
-    echo "orbox boot: FAIL cannot mount $root as $fstype"
-    busybox poweroff -f
-fi
-busybox mount --move /dev /newroot/dev
-busybox umount /proc
-exec busybox switch_root /newroot /sbin/init
-"""
-
 
 @dataclass(frozen=True)
 class BootReport:
@@ -58,139 +32,77 @@ class BootReport:
     seconds: float
 
 
-def find_kernel(
-    boot_dir: Path = Path("/boot"), modules_root: Path = Path("/lib/modules")
-) -> tuple[Path, Path]:
-    """The newest /boot/vmlinuz-* that has a matching module tree; (kernel, modules dir)."""
-    for kernel in sorted(boot_dir.glob("vmlinuz-*"), reverse=True):
-        modules = modules_root / kernel.name.removeprefix("vmlinuz-")
-        if (modules / "modules.dep").is_file():
-            return kernel, modules
-    raise ImageError(
-        f"no kernel with modules found ({boot_dir}/vmlinuz-* and {modules_root}/<release>/); "
-        "install one with `apt-get install linux-image-amd64`"
-    )
+@dataclass(frozen=True)
+class Machine:
+    """A box under qemu: its disk and firmware variables persist across power cycles."""
+
+    disk: Path
+    workdir: Path
+    stick: Path | None = None
+    memory_mb: int = 512
+    write_bytes_per_s: int | None = None  # throttles the disk, so that a power cut lands mid-write
+
+    def power_on(self, script: str, *, timeout_s: float, cut_power_on: str | None = None,
+                 cut_delay_s: float = 0.0, snapshot: bool = False) -> str:
+        """Boot once, run `script` in the guest after its boot scripts; return the console."""
+        qemu = require_tool("qemu-system-x86_64")
+        for firmware in (OVMF_CODE, OVMF_VARS):
+            if not firmware.is_file():
+                raise ImageError(f"{firmware}: missing; install it with `apt-get install ovmf`")
+        variables = self.workdir / "OVMF_VARS.fd"
+        if not variables.exists():
+            shutil.copyfile(OVMF_VARS, variables)
+        script_file = self.workdir / "script.sh"
+        script_file.write_text(script)
+        argv = [qemu, "-nographic", "-no-reboot", "-nic", "none", "-m", str(self.memory_mb), "-accel", "tcg",
+                "-machine", "q35", "-smp", "1",
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
+                "-drive", f"file={self.disk},format=raw,if=virtio" + (",snapshot=on" if snapshot else "")
+                + (f",throttling.bps-write={self.write_bytes_per_s}" if self.write_bytes_per_s else ""),
+                "-fw_cfg", f"name=opt/orbox/script,file={script_file}"]
+        if self.stick is not None:
+            argv += ["-drive", f"file={self.stick},format=raw,if=virtio,readonly=on"]
+        return _run(argv, timeout_s, cut_power_on, cut_delay_s)
 
 
-def module_load_order(modules_dir: Path, wanted: tuple[str, ...] = _WANTED_MODULES) -> list[Path]:
-    """Module files in an order insmod accepts (dependencies first), from modules.dep."""
-    deps: dict[str, list[str]] = {}
-    for line in (modules_dir / "modules.dep").read_text().splitlines():
-        module, _, requires = line.partition(":")
-        deps[module] = requires.split()
-    by_name = {Path(path).name.split(".ko")[0].replace("-", "_"): path for path in deps}
-    builtin = (
-        (modules_dir / "modules.builtin").read_text() if (modules_dir / "modules.builtin").is_file() else ""
-    )
-    ordered: list[str] = []
+def _run(argv: list[str], timeout_s: float, cut_power_on: str | None, cut_delay_s: float) -> str:
+    """Run qemu until the guest powers off or reboots, or kill it `cut_delay_s` after the `cut_power_on` line.
 
-    def visit(path: str) -> None:
-        for dependency in reversed(deps.get(path, [])):
-            visit(dependency)
-        if path not in ordered:
-            ordered.append(path)
+    The console keeps being read until the kill, so it shows how far the guest got.
+    """
+    console: list[str] = []
+    killed_by: list[str] = []
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                          text=True, errors="replace") as process:
 
-    for name in wanted:
-        if name in by_name:
-            visit(by_name[name])
-        elif f"/{name}.ko" not in builtin:
-            raise ImageError(f"{modules_dir}: kernel module {name!r} is neither built in nor in modules.dep")
-    return [modules_dir / path for path in ordered]
+        def kill(reason: str) -> None:
+            killed_by.append(reason)
+            process.kill()
 
-
-def build_initramfs(out: Path, modules_dir: Path) -> Path:
-    """A newc cpio with busybox, /init and the modules; deterministic (fixed inodes, times, owners)."""
-    busybox = Path(require_tool("busybox")).read_bytes()
-    modules = module_load_order(modules_dir)
-    for module in modules:
-        if module.suffix != ".ko":
-            raise ImageError(f"{module}: compressed kernel modules are not supported by the boot test")
-    entries: list[tuple[str, int, bytes, int]] = [
-        (d, 0o040755, b"", 0) for d in ("bin", "dev", "etc", "lib", "lib/modules", "newroot", "proc")
-    ]
-    entries += [
-        ("dev/console", 0o020600, b"", (5 << 8) | 1),
-        ("bin/busybox", 0o100755, busybox, 0),
-        ("bin/sh", 0o120777, b"busybox", 0),
-        ("init", 0o100755, _INIT, 0),
-        ("etc/modules.order", 0o100644, "".join(m.stem + "\n" for m in modules).encode(), 0),
-    ]
-    entries += [(f"lib/modules/{m.stem}.ko", 0o100644, m.read_bytes(), 0) for m in modules]
-    with atomic_writer(out) as handle:
-        for inode, (name, mode, data, rdev) in enumerate(sorted(entries), start=1):
-            handle.write(_cpio_entry(name, mode, data, inode, rdev))
-        handle.write(_cpio_entry("TRAILER!!!", 0, b"", 0, 0))
-    return out
+        timeout = threading.Timer(timeout_s, kill, ["timeout"])
+        cut = threading.Timer(cut_delay_s, kill, ["power cut"])
+        timeout.start()
+        try:
+            for line in process.stdout or ():
+                console.append(line)
+                if cut_power_on is not None and cut_power_on in line and not cut.is_alive():
+                    cut.start()
+            process.wait()
+        finally:
+            timeout.cancel()
+            cut.cancel()
+    if killed_by[:1] == ["timeout"]:
+        raise ImageError(f"qemu still running after {timeout_s:.0f} s; console tail: {''.join(console)[-1500:]}")
+    if killed_by:
+        console.append("\n[orbox test: power cut]\n")
+    return "".join(console)
 
 
-def _cpio_entry(name: str, mode: int, data: bytes, inode: int, rdev: int) -> bytes:
-    encoded = name.encode() + b"\0"
-    fields = (
-        inode,
-        mode,
-        0,
-        0,
-        2 if stat.S_ISDIR(mode) else 1,
-        0,
-        len(data),
-        0,
-        0,
-        rdev >> 8,
-        rdev & 0xFF,
-        len(encoded),
-        0,
-    )
-    header = b"070701" + b"".join(b"%08X" % value for value in fields)
-    name_part = header + encoded
-    name_part += b"\0" * (-len(name_part) % 4)
-    return name_part + data + b"\0" * (-len(data) % 4)
-
-
-def boot_test(
-    disk: Path,
-    workdir: Path,
-    *,
-    rootfs_type: str = "ext4",
-    timeout_s: float = 120.0,
-    kernel: Path | None = None,
-    modules_dir: Path | None = None,
-) -> BootReport:
-    """Boot `disk` (slot A) under TCG and parse the console for the self-check line."""
-    qemu = require_tool("qemu-system-x86_64")
-    if kernel is None or modules_dir is None:
-        kernel, modules_dir = find_kernel()
-    initramfs = build_initramfs(workdir / "orbox-boot.cpio", modules_dir)
-    cmdline = (
-        f"console=ttyS0 panic=-1 quiet orbox.root=/dev/vda1 orbox.rootfstype={rootfs_type} orbox.poweroff=1"
-    )
-    argv = [
-        qemu,
-        "-nographic",
-        "-no-reboot",
-        "-nic",
-        "none",
-        "-m",
-        "256",
-        "-accel",
-        "tcg",
-        "-kernel",
-        str(kernel),
-        "-initrd",
-        str(initramfs),
-        "-append",
-        cmdline,
-        "-drive",
-        f"file={disk},format=raw,if=virtio,readonly=on",
-    ]
+def boot_test(disk: Path, workdir: Path, *, timeout_s: float = 180.0) -> BootReport:
+    """Boot `disk` (left unchanged: qemu writes to a snapshot) and parse the console for the self-check line."""
     started = time.monotonic()
-    try:
-        completed = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        console = (exc.stdout or b"").decode(errors="replace")
-        raise ImageError(
-            f"qemu did not power off within {timeout_s:.0f} s; console tail: {console[-800:]}"
-        ) from exc
-    console = completed.stdout.decode(errors="replace") + completed.stderr.decode(errors="replace")
+    console = Machine(disk, workdir).power_on("poweroff -f\n", timeout_s=timeout_s, snapshot=True)
     return BootReport(*parse_console(console), console=console, seconds=time.monotonic() - started)
 
 

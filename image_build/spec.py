@@ -9,6 +9,7 @@ commit, in that order.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tomllib
 import uuid
@@ -48,6 +49,10 @@ class ImageSpec(BaseModel):
     rootfs_type: Literal["ext4", "squashfs"] = "ext4"
     slot_size_mb: int | None = Field(default=None, ge=8)
     data_size_mb: int = Field(default=16, ge=8)
+    esp_size_mb: int = Field(default=16, ge=8)
+    disk_device: str = Field(default="/dev/vda", pattern=r"^/dev/[a-z][a-z0-9]*$")  # the box's boot disk
+    boot_tries: int = Field(default=3, ge=1, le=9)  # boots an unconfirmed slot gets before GRUB moves on
+    kernel_cmdline: str = Field(default="console=ttyS0 panic=10 quiet", pattern=r"^[^\n\"$]*$")
 
     @field_validator("version", "min_version")
     @classmethod
@@ -64,11 +69,17 @@ class ImageSpec(BaseModel):
 
 
 def pep440(value: str) -> str:
-    """`value` unchanged if it is a PEP 440 version: the installer compares versions to refuse downgrades."""
+    """`value` unchanged if it is a release number such as 1.2.0.
+
+    The box's pre-install handler compares versions with `sort -V`, which orders plain dotted
+    numbers as PEP 440 does; pre-release and local suffixes would compare differently, so they are refused.
+    """
     try:
         Version(value)
     except InvalidVersion as exc:
         raise ValueError(f"expected a PEP 440 version such as 1.2.0, found {value!r}") from exc
+    if not re.fullmatch(r"\d+(\.\d+)*", value):
+        raise ValueError(f"expected a PEP 440 release of dotted numbers such as 1.2.0, found {value!r}")
     return value
 
 

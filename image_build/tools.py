@@ -22,6 +22,11 @@ DEBIAN_PACKAGES = {
     "bmaptool": "bmap-tools",
     "qemu-system-x86_64": "qemu-system-x86",
     "busybox": "busybox-static",
+    "rauc": "rauc",
+    "grub-mkimage": "grub-efi-amd64-bin",
+    "grub-editenv": "grub-common",
+    "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools",
 }
 
 _SBIN_DIRS = ("/usr/sbin", "/sbin")  # mkfs.ext4 and debugfs live here, often outside a user's PATH

@@ -43,11 +43,19 @@ def verify(bundle_dir: str, pubkey: str | None) -> None:
 
 @click.command("keygen")
 @click.argument("prefix", type=click.Path(dir_okay=False))
-def keygen(prefix: str) -> None:
-    """Write PREFIX.key (ed25519, PEM PKCS#8) and PREFIX.pub (PEM SubjectPublicKeyInfo)."""
+@click.option("--update-ca", is_flag=True,
+              help="Write the ECDSA P-256 update CA and signer for RAUC bundles instead of an ed25519 model key.")
+def keygen(prefix: str, update_ca: bool) -> None:
+    """Write PREFIX.key (ed25519, PEM PKCS#8) and PREFIX.pub, or with --update-ca the update CA and signer."""
     from primitives.signing import KeyFileError, generate_keypair
+    from primitives.update_keys import generate_update_pki
 
     try:
+        if update_ca:
+            pki = generate_update_pki(prefix)
+            click.echo(f"wrote {pki.ca_key} and {pki.signer_key} (keep secret; the CA key belongs offline), "
+                       f"{pki.ca_cert} (the box's keyring) and {pki.signer_cert}")
+            return
         key_path, pub_path = generate_keypair(prefix)
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from exc

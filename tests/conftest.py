@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["appliance_data.fixtures", "api_data.fixtures", "encoder_data.fixtures", "kb_data.fixtures"]
+pytest_plugins = ["appliance_data.fixtures", "api_data.fixtures", "encoder_data.fixtures", "kb_data.fixtures",
+                  "image_data.fixtures"]
 
 BuildOnce = Callable[[str, Callable[[Path], object]], Path]
 

@@ -8,7 +8,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 import tarfile
 import tomllib
 from pathlib import Path
@@ -17,71 +16,36 @@ import pytest
 from click.testing import CliRunner
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from image_data.helpers import MODEL_MARKER, make_artifact_bundle
+from image_data.fixtures import EPOCH, build_for_test
+from image_data.helpers import MODEL_MARKER
 
 from appliance.cli import serve
 from appliance.config import parse_config
-from image_build.build import build_image
 from image_build.cli import image
 from image_build.errors import ImageError
 from image_build.qemu import boot_test
+from image_build.rauc_bundle import check_bundle
 from image_build.spec import load_spec
-from primitives.signing import generate_keypair
 
 pytestmark = pytest.mark.xdist_group("image_build")
 
-REPO = Path(__file__).resolve().parents[1]
-EPOCH = 1_700_000_000
-OUTPUTS = {"disk.img", "disk.bmap", "rootfs.ext4", "update.obx", "update-manifest.json", "sbom.cdx.json",
-           "build-record.json"}
-
-
-def _pip_wheel(source: Path, wheel_dir: Path) -> Path:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-w", str(wheel_dir), str(source)], check=True, capture_output=True)
-    return wheel_dir
-
-
-def _make_inputs(root: Path) -> None:
-    source = root / "orbox-src"
-    source.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "HEAD"], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
-    _pip_wheel(source, root / "wheels")
-    shutil.copytree(REPO / "tests" / "image_data" / "tinydep", root / "tinydep")
-    _pip_wheel(root / "tinydep", root / "wheels")
-    key, _ = generate_keypair(root / "vendor")
-    make_artifact_bundle(root / "bundle", key)
-
-
-@pytest.fixture(scope="session")
-def inputs(build_once) -> dict[str, Path]:
-    """The orbox wheel built from this checkout's HEAD, one small dependency wheel, a bundle and keys."""
-    root = build_once("image-inputs", _make_inputs)
-    return {"root": root, "wheels": root / "wheels", "key": root / "vendor.key", "pub": root / "vendor.pub",
-            "bundle": root / "bundle"}
-
-
-def _build(inputs: dict[str, Path], out: Path, **overrides) -> Path:
-    spec = load_spec(None, {"profile": "dev", "version": "1.0.0", "bundle": inputs["bundle"],
-                            "source_date_epoch": EPOCH,
-                            "wheels": [{"path": p} for p in sorted(inputs["wheels"].glob("*.whl"))],
-                            **overrides})
-    build_image(spec, out, key_path=inputs["key"])
-    return out
+OUTPUTS = {"disk.img", "disk.bmap", "rootfs.ext4", "update.raucb", "sbom.cdx.json", "build-record.json"}
+NOT_REPRODUCIBLE = {"update.raucb"}  # RAUC: random verity salt and CMS signing time; its manifest contents are
 
 
 @pytest.fixture(scope="session")
 def builds(inputs, build_once) -> tuple[Path, Path]:
     """The same spec built twice, into two directories."""
-    root = build_once("image-builds", lambda out: [_build(inputs, out / name) for name in ("build-1", "build-2")])
+    root = build_once("image-builds",
+                      lambda out: [build_for_test(inputs, out / name) for name in ("build-1", "build-2")])
     return root / "build-1", root / "build-2"
 
 
 def test_two_builds_of_one_spec_are_byte_identical(builds):
     first, second = builds
     assert {p.name for p in first.iterdir()} == OUTPUTS
-    different = [name for name in sorted(OUTPUTS) if (first / name).read_bytes() != (second / name).read_bytes()]
+    different = [name for name in sorted(OUTPUTS - NOT_REPRODUCIBLE)
+                 if (first / name).read_bytes() != (second / name).read_bytes()]
     assert different == []
 
 
@@ -160,19 +124,44 @@ def test_the_image_service_starts_orbox_serve_with_the_image_profile_models_and_
     assert "/var/lib/orbox/venv" in _debugfs(rootfs, "cat /usr/libexec/orbox/install-payload")
 
 
-def test_update_bundle_from_the_build_verifies_and_installs(builds, inputs, tmp_path):
-    out = builds[0]
-    runner = CliRunner()
-    result = runner.invoke(image, ["verify", str(out / "update.obx"), "--pubkey", str(inputs["pub"])])
+def test_signed_manifests_of_two_builds_agree_and_pin_the_recorded_rootfs(builds, inputs):
+    """The bundle bytes differ, what RAUC signed does not: same image sha256, the build record's."""
+    infos = [check_bundle(out / "update.raucb", inputs["keyring"]) for out in builds]
+    assert infos[0] == infos[1]
+    info, record = infos[0], json.loads((builds[0] / "build-record.json").read_bytes())
+    assert (info.compatible, info.version) == ("orbox-dev", "1.0.0")
+    assert info.images["rootfs"]["checksum"] == record["outputs"]["rootfs.ext4"]["sha256"]
+    assert info.images["rootfs"]["size"] == record["outputs"]["rootfs.ext4"]["size"]
+    assert info.meta == {
+        "profile": "dev", "version": "1.0.0", "min-version": "0",
+        "sbom-sha256": hashlib.sha256((builds[0] / "sbom.cdx.json").read_bytes()).hexdigest(),
+        "build-record-sha256": hashlib.sha256((builds[0] / "build-record.json").read_bytes()).hexdigest(),
+    }
+    assert set(info.files) == {"rootfs.ext4", "sbom.cdx.json", "build-record.json", "meta.orbox.conf",
+                               "manifest.raucm"}
+    assert "update.raucb" not in record["outputs"]
+
+
+def test_image_verify_prints_what_rauc_checked(builds, inputs):
+    result = CliRunner().invoke(image, ["verify", str(builds[0] / "update.raucb"), "--keyring", str(inputs["keyring"])])
     assert result.exit_code == 0, result.output
-    assert "llm/tiny-q8_0.gguf" in result.output
-    box = tmp_path / "box"
-    result = runner.invoke(image, ["init-target", str(box), "--profile", "dev", "--version", "0.9.0",
-                                   "--image", str(out / "rootfs.ext4"), "--pubkey", str(inputs["pub"])])
-    assert result.exit_code == 0, result.output
-    result = runner.invoke(image, ["install", str(out / "update.obx"), "--target", str(box)])
-    assert result.exit_code == 0, result.output
-    assert (box / "slot-b.img").read_bytes() == (out / "rootfs.ext4").read_bytes()
+    assert "compatible orbox-dev, version 1.0.0" in result.output and "sbom.cdx.json" in result.output
+
+
+def test_the_disk_boots_through_grub_with_rauc_slots_and_the_slot_carries_its_kernel(builds, inputs):
+    rootfs = builds[0] / "rootfs.ext4"
+    assert "Inode:" in _debugfs(rootfs, "stat /boot/vmlinuz") and "Inode:" in _debugfs(rootfs, "stat /boot/initrd.img")
+    conf = _debugfs(rootfs, "cat /etc/rauc/system.conf")
+    for line in ("compatible=orbox-dev", "bootloader=grub", "grubenv=/boot/efi/EFI/BOOT/grubenv",
+                 "bundle-formats=-plain", "pre-install=/usr/libexec/orbox/rauc-pre-install",
+                 "device=/dev/vda2", "bootname=A", "device=/dev/vda3", "bootname=B"):
+        assert line in conf.splitlines(), line
+    assert _debugfs(rootfs, "cat /etc/rauc/keyring.pem") == inputs["keyring"].read_text()
+    disk = (builds[0] / "disk.img").read_bytes()
+    env_at = disk.find(b"# GRUB Environment Block\n")
+    assert disk[env_at:env_at + 1024].split(b"\n")[1:6] == [b"ORDER=A B", b"A_OK=1", b"A_TRY=0", b"B_OK=0",
+                                                           b"B_TRY=0"]
+    assert b"A_TRY -lt 3" not in disk and b'"$TRY" -lt 3' in disk, "grub.cfg gives each unconfirmed slot 3 tries"
 
 
 def test_qemu_boots_the_demo_disk_and_the_self_check_passes(builds, tmp_path):
@@ -204,25 +193,25 @@ def test_squashfs_spec_file_build_is_reproducible(inputs, tmp_path):
     outs = []
     for name in ("one", "two"):
         result = CliRunner().invoke(image, ["build", "--spec", str(spec), "--out", str(tmp_path / name),
-                                            "--key", str(inputs["key"])])
+                                            "--update-pki", str(inputs["pki"])])
         assert result.exit_code == 0, result.output
         outs.append(tmp_path / name)
     assert (outs[0] / "rootfs.squashfs").read_bytes()[:4] == b"hsqs"
-    for name in ("disk.img", "rootfs.squashfs", "update.obx", "sbom.cdx.json"):
+    for name in ("disk.img", "rootfs.squashfs", "sbom.cdx.json", "build-record.json"):
         assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
 
 
 def test_bad_inputs_are_clear_errors(inputs, tmp_path, monkeypatch):
     wheel = sorted(inputs["wheels"].glob("orbox-*.whl"))[0]
     with pytest.raises(ImageError, match="sha256 .* spec pins 0000"):
-        _build(inputs, tmp_path / "a", wheels=[{"path": wheel, "sha256": "0" * 64}])
+        build_for_test(inputs, tmp_path / "a", wheels=[{"path": wheel, "sha256": "0" * 64}])
     with pytest.raises(ImageError, match="expected the orbox wheel"):
-        _build(inputs, tmp_path / "b", wheels=[{"path": p} for p in inputs["wheels"].glob("orbox_tinydep*")])
+        build_for_test(inputs, tmp_path / "b", wheels=[{"path": p} for p in inputs["wheels"].glob("orbox_tinydep*")])
     with pytest.raises(ImageError, match="bundle is for profile 'dev', the image is for 'mini-avx2'|"
                                          "is for profile 'dev', the image is for 'mini-avx2'"):
-        _build(inputs, tmp_path / "c", profile="mini-avx2")
+        build_for_test(inputs, tmp_path / "c", profile="mini-avx2")
     with pytest.raises(ImageError, match="field version: .*PEP 440"):
-        _build(inputs, tmp_path / "d", version="one")
+        build_for_test(inputs, tmp_path / "d", version="one")
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     result = CliRunner().invoke(image, ["build", "--profile", "dev", "--version", "1.0.0", "--bundle",
                                         str(inputs["bundle"]), "--out", str(tmp_path / "e"), "--wheel", str(wheel)])

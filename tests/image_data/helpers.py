@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from image_build.rauc_bundle import Signer, write_bundle
 from image_build.update_bundle import PayloadFile, write_update_bundle
 from primitives.signing import sign_bundle
 from quantize.manifest import update_manifest
@@ -42,6 +43,18 @@ def write_update(out: Path, key: Ed25519PrivateKey, *, image: bytes, version: st
     write_update_bundle(out, fields, [PayloadFile("rootfs.ext4", "slot-image", work / "rootfs.ext4"),
                                       PayloadFile("sbom.cdx.json", "sbom", work / "sbom.cdx.json")], key)
     return out
+
+
+def write_rauc_bundle(out: Path, signer: Signer, *, image: bytes, version: str, compatible: str = "orbox-dev",
+                      meta: dict[str, str] | None = None) -> Path:
+    """A RAUC verity bundle whose slot image is `image` (RAUC does not look inside it when bundling)."""
+    work = out.parent / f".{out.name}.parts"
+    work.mkdir()
+    (work / "rootfs.ext4").write_bytes(image)
+    (work / "sbom.cdx.json").write_bytes(b"{}\n")
+    return write_bundle(out, signer=signer, compatible=compatible, version=version, image=work / "rootfs.ext4",
+                        extras=[work / "sbom.cdx.json"], meta=meta or {"profile": "dev", "min-version": "0"},
+                        workdir=work)
 
 
 def snapshot(directory: Path) -> dict[str, tuple[str, int]]:
