@@ -212,7 +212,7 @@ def deliver(drafts: list[Draft] | None, evidence: Evidence) -> GroundedAnswer:
         content += separator if content else ""
         start = len(content)
         content += check.text
-        annotations += [KbCitationAnnotation(start, len(content), _citation(by_id[cite])) for cite in check.cites]
+        annotations += [KbCitationAnnotation(start, len(content), citation(by_id[cite])) for cite in check.cites]
     return GroundedAnswer(content, None, None, annotations, checks)
 
 
@@ -221,7 +221,11 @@ def refusal(code: str, language: str, checks: list[StatementCheck] | None = None
     return GroundedAnswer(None, REFUSALS[code][language], code, [], checks or [])
 
 
-def _citation(source: Source) -> KbCitation:
-    sentence, hit = source.sentence, source.hit
-    return KbCitation(sentence.doc_id, hit.doc_title, sentence.chunk_id, sentence.start_char, sentence.end_char,
-                      sentence.text, hit.page)
+def citation(source: Source) -> KbCitation:
+    return sentence_citation(source.sentence, source.hit.doc_title, source.hit.page)
+
+
+def sentence_citation(sentence: Sentence, doc_title: str, page: int | None) -> KbCitation:
+    """Where a sentence sits in its source document; filled in from the KB, never from a model."""
+    return KbCitation(sentence.doc_id, doc_title, sentence.chunk_id, sentence.start_char, sentence.end_char,
+                      sentence.text, page)

@@ -178,6 +178,10 @@ class KnowledgeBase:
             raise KnowledgeBaseError(f"chunk_id {chunk_id!r}: no such chunk in this KB")
         return [Sentence(*row) for row in rows]
 
+    def all_sentences(self) -> list[tuple[Sentence, str, str, int | None]]:
+        """Every sentence of the KB with its chunk's section, its document's title and page, in document order."""
+        return [(Sentence(*row[:6]), row[6], row[7], row[8]) for row in self.store.all_sentence_rows()]
+
     def document_text(self, doc_id: str) -> str:
         return self.store.document_text(doc_id)
 

@@ -158,6 +158,14 @@ class StoreReader:
             "JOIN chunks c USING (chunk_id) JOIN documents d USING (doc_id) WHERE s.chunk_id = ? "
             "ORDER BY s.sentence_id", (chunk_id,)).fetchall()
 
+    def all_sentence_rows(self) -> list[tuple[int, int, str, int, int, str, str, str, int | None]]:
+        """(sentence_id, chunk_id, doc_id, start, end, text, section, doc title, page) of every sentence, in order."""
+        return self.db.execute(
+            "SELECT s.sentence_id, s.chunk_id, c.doc_id, s.start_char, s.end_char, "
+            "substr(d.text, s.start_char + 1, s.end_char - s.start_char), c.section, d.title, c.page "
+            "FROM sentences s JOIN chunks c USING (chunk_id) JOIN documents d USING (doc_id) "
+            "ORDER BY s.sentence_id").fetchall()
+
     def sentences(self, chunk_id: int) -> list[tuple[int, int, int]]:
         """(sentence_id, start, end) of one chunk, in order."""
         return self.db.execute("SELECT sentence_id, start_char, end_char FROM sentences WHERE chunk_id = ? "

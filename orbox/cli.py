@@ -19,6 +19,7 @@ COMMANDS = {
     "api-bench": "appliance.bench_api:api_bench",
     "image": "image_build.cli:image",
     "kb": "knowledge_base.cli:kb",
+    "scenarios": "appliance.scenarios.cli:scenarios",
     "demo": "orbox.demo:demo",
 }
 

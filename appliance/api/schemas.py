@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from appliance.grounding import KbCitationAnnotation, Mode, StatementCheck
+from appliance.grounding import KbCitation, KbCitationAnnotation, Mode, StatementCheck
 from appliance.readiness import NotReady
 from appliance.scenarios.drafting import DroppedItem, NoteSection, UnusedFact
+from appliance.scenarios.triage import DroppedGuidance, GuidanceItem
 from knowledge_base.answerability import Answerability
 
 MAX_STOP = 4
@@ -23,6 +24,7 @@ MAX_KB_TOP_K = 100  # knowledge_base.search.MAX_TOP_K
 MAX_RERANK_DOCUMENTS = 256
 MAX_FACTS = 64
 MAX_FACT_CHARS = 1000  # a dictated finding, not a pasted document
+MAX_COMPLAINT_CHARS = 1000
 
 
 class _Strict(BaseModel):
@@ -160,6 +162,15 @@ class ScenarioRequest(_Strict):
         if repeated:
             raise ValueError(f"fact ids must be unique; repeated: {repeated}")
         return facts
+
+
+class TriageRequest(_Strict):
+    """A complaint in the patient's or the nurse's words, and the KB holding the hospital's triage rules."""
+
+    complaint: str = Field(min_length=1, max_length=MAX_COMPLAINT_CHARS, pattern=r"\S")
+    language: Literal["zh", "en"]
+    kb: str | None = Field(None, min_length=1, max_length=67, description="the KB (kb:<name> or <name>); may be "
+                           "left out when the box serves exactly one")
 
 
 # --------------------------------------------------------------------------- responses
@@ -347,6 +358,49 @@ class ScenarioDraft(BaseModel):
     language: Literal["zh", "en"]
     sections: list[NoteSection]
     orbox: ScenarioReport
+    usage: TokenUsage
+
+
+class TriageRule(BaseModel):
+    """A rule of the hospital's guidance the result refers to, verbatim, with where it stands in its document."""
+
+    id: str
+    text: str
+    red_flag: bool
+    departments: list[str]
+    kb_citation: KbCitation
+
+
+class TriageReport(BaseModel):
+    """How the result came about: the KB and LLM, the gate, and what the server refused of the model's output."""
+
+    kb_sha256: str
+    llm_sha256: str | None = Field(description="null when no LLM ran (a red flag decided, or no rule applies)")
+    model_output: Literal["valid", "invalid", "not_run"]
+    model_department: str | None = Field(description="the department the model chose when it was not delivered "
+                                                     "(no rule it marked as applying names it, or a red flag decided)")
+    dropped: list[DroppedGuidance]
+    answerability: Answerability
+
+
+class TriageGuidance(BaseModel):
+    """Triage guidance: a department only from the hospital's rules, never a diagnosis."""
+
+    id: str
+    object: Literal["scenario.triage"] = "scenario.triage"
+    model: str
+    system_fingerprint: str
+    language: Literal["zh", "en"]
+    department: str | None = Field(description="null: no rule applies and no red flag fired; the triage desk decides")
+    urgency: Literal["emergency", "routine", "undetermined"]
+    decided_by: Literal["red_flag", "rule", "none"]
+    department_rules: list[str] = Field(description="ids of the rules that send the complaint to `department`")
+    guidance: list[GuidanceItem]
+    red_flags_to_check: list[str] = Field(description="ids of red-flag rules sharing a symptom with the complaint "
+                                                      "that did not fire: for the triage nurse to ask about")
+    rules: list[TriageRule]
+    refusal: str | None
+    orbox: TriageReport
     usage: TokenUsage
 
 
