@@ -262,12 +262,12 @@ def summary(scripted: DraftingReport, model: DraftingReport, triage_eval: Triage
 
 
 def missed_targets(numbers: dict[str, Any]) -> list[str]:
-    """The names of the targets a run missed (the model's schema validity and keeps included when it ran)."""
+    """The correctness targets a run missed (the model's too when it ran). Times are printed beside their
+    target, not gated: they belong to the machine, not to the method."""
     checks = {"schema_valid": numbers["schema_valid"] >= TARGETS["schema_valid"],
               "lies_delivered": numbers["lies_delivered"] == 0,
               "must_keep_present": numbers["must_keep_present"] >= TARGETS["must_keep_present"],
               "facts_accounted": numbers["facts_accounted"] >= TARGETS["facts_accounted"],
-              "outside_llm_p50_ms": numbers["outside_llm_p50_ms"] <= TARGETS["outside_llm_p50_ms"],
               "triage_lies_delivered": numbers["triage_lies_delivered"] == 0,
               "triage_diagnoses_delivered": numbers["triage_diagnoses_delivered"] == 0}
     if "model" in numbers:

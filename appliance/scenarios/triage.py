@@ -7,8 +7,10 @@ matched on its symptoms (durations and times left out). What the server decides,
   left to retrieval ranking) is matched against the complaint; one that fires sends the patient to
   the emergency department it names. Red flags that share a symptom with the complaint but do not
   fire are listed for the triage nurse to ask about.
-- a clear rule: when every retrieved routing rule that matches the complaint's symptoms names the same
-  one department, that is the department, and the rules naming it are quoted verbatim as guidance.
+- a clear rule: when the retrieved routing rules of one department, and of no other, cover every
+  symptom term of the complaint that any routing rule covers ("facial swelling": the rule naming
+  facial swelling, not the one naming ankle swelling), that is the department, and the rules
+  naming it are quoted verbatim as guidance.
 
 Only when the matching rules name several departments, or none matches, does the model run:
 it sees the retrieved rules numbered R1..Rn and writes JSON whose grammar comes from
@@ -96,9 +98,18 @@ class TriageEvidence:
     fired: list[Rule]  # red flags the complaint fires
     matched: list[Rule]  # the routing rules that match the complaint's symptoms
 
-    def matched_departments(self) -> list[str]:
-        return list({department_key(name): name for rule in self.matched for name in rule.reading.departments
-                     if not is_emergency(name)}.values())
+    def clear_department(self) -> str | None:
+        """The one department whose matching rules cover every symptom term any rule covers; else None."""
+        names: dict[str, str] = {}
+        cover: dict[str, set[str]] = {}
+        for rule in self.matched:
+            for name in rule.reading.departments:
+                key = department_key(name)
+                names.setdefault(key, name)
+                cover.setdefault(key, set()).update(rule.reading.terms & self.complaint_terms)
+        wanted = set().union(*cover.values())
+        full = [key for key, terms in cover.items() if terms == wanted]
+        return names[full[0]] if len(full) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -166,7 +177,8 @@ def gather(kb: KnowledgeBase, red_flags: RedFlagIndex, complaint: str, language:
         candidates.setdefault(entry[0].sentence_id, entry)
     rules = [Rule(f"R{number}", *entry) for number, entry in enumerate(candidates.values(), start=1)]
     matched = [rule for rule in rules
-               if rule.reading.departments and not rule.reading.red_flag and matches(rule.reading, terms)]
+               if rule.reading.departments and not rule.reading.red_flag and matches(rule.reading, terms)
+               and not any(is_emergency(name) for name in rule.reading.departments)]
     return TriageEvidence(language, terms, answerability, rules,
                           [rule for rule in rules if rule.sentence.sentence_id in firing], matched)
 
@@ -174,7 +186,7 @@ def gather(kb: KnowledgeBase, red_flags: RedFlagIndex, complaint: str, language:
 def needs_model(evidence: TriageEvidence) -> bool:
     """The model runs only to choose among the rules: no red flag fired and no one department matched."""
     return (evidence.answerability.answerable and not evidence.fired
-            and len(evidence.matched_departments()) != 1 and any(rule.reading.departments for rule in evidence.rules))
+            and evidence.clear_department() is None and any(rule.reading.departments for rule in evidence.rules))
 
 
 def output_schema(evidence: TriageEvidence) -> dict[str, Any]:
@@ -241,9 +253,9 @@ def _department(evidence: TriageEvidence, fired: list[Rule], applying: list[Rule
     if fired:
         named = [name for rule in fired for name in rule.reading.departments if is_emergency(name)]
         return (named[0] if named else DEFAULT_EMERGENCY[evidence.language]), "red_flag", fired
-    matched = evidence.matched_departments()
-    if len(matched) == 1:
-        return matched[0], "rule", [rule for rule in evidence.matched if matched[0] in rule.reading.departments]
+    clear = evidence.clear_department()
+    if clear is not None:
+        return clear, "rule", [rule for rule in evidence.matched if clear in rule.reading.departments]
     if chosen is None or chosen.department == NO_DEPARTMENT:
         return None, "none", []
     key = department_key(chosen.department)

@@ -14,6 +14,8 @@ import pytest
 from api_data.fixtures import Server, serve
 from conftest import BuildOnce
 
+from appliance.scenarios.synthetic import TriageGuide, write_guide
+from appliance.scenarios.synthetic import triage_guide as synthetic_triage_guide
 from knowledge_base.build import BuildOptions, build_kb
 from knowledge_base.synthetic import generate_corpus, write_corpus
 
@@ -51,6 +53,25 @@ def synthetic_kb(build_once: BuildOnce, kb_encoder_bundle: Path, synthetic_corpu
         build_kb(build_options(synthetic_corpus[0], directory / "kb", kb_encoder_bundle), warn=lambda _: None)
 
     return build_once("kb-synthetic", make) / "kb"
+
+
+TRIAGE_SEED = 3  # not the eval's default seed (0), so the tests see other names and phrasings
+
+
+@pytest.fixture(scope="session")
+def triage_guide() -> TriageGuide:
+    return synthetic_triage_guide(TRIAGE_SEED)
+
+
+@pytest.fixture(scope="session")
+def triage_kb(build_once: BuildOnce, kb_encoder_bundle: Path, triage_guide: TriageGuide) -> Path:
+    """The seeded synthetic triage rules (zh + en) built into a KB once per run (read-only)."""
+
+    def make(directory: Path) -> None:
+        write_guide(triage_guide, directory / "src")
+        build_kb(build_options(directory / "src", directory / "triage", kb_encoder_bundle), warn=lambda _: None)
+
+    return build_once("kb-triage", make) / "triage"
 
 
 KB_NAME = "handbook"  # served as kb:handbook
