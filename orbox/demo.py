@@ -6,9 +6,11 @@
 2. Start a simulated board MCU on a pty and `orbox serve` with the synthetic smoky video source.
    The box also serves a knowledge base built here from the synthetic handbook (knowledge_base.synthetic)
    with the demo bundle's encoder, as kb:handbook.
+   A second KB, kb:triage, holds the synthetic triage rules (orbox.demo_scenarios).
 3. Print the status page URL and a curl example, run that exact curl line to prove it works as
    printed, ask kb:handbook one question it can answer (printed with its citations) and one it cannot
-   (refused), then serve until Ctrl-C (or --duration seconds).
+   (refused), draft an admission note from a synthetic patient and triage two complaints, then
+   serve until Ctrl-C (or --duration seconds).
 
 `--dehaze-clip` adds the offline dehaze flow: a synthetic smoky clip, dehazed into a side-by-side
 video, the quality table on the synthetic suite and the kernel latency summary.
@@ -29,6 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import click
+
+from orbox import demo_scenarios
 
 DEMO_DEVICE = "demo-tablet"
 EMBEDDING_ID = "all-minilm-l6-v2"
@@ -66,9 +70,10 @@ def demo(out_dir: Path, profile_name: str | None, port: int, size: str, rebuild:
     click.echo(f"[1/3] demo bundle for profile {profile!r} in {bundle}")
     _build_bundle(bundle, profile, rebuild)
     kb_dir, answerable, unanswerable = _build_kb(out_dir, bundle, rebuild)
-    click.echo("[2/3] starting the simulated MCU and `orbox serve` (synthetic smoky video, kb:handbook)")
+    triage_dir = demo_scenarios.build_triage_kb(out_dir, bundle, rebuild)
+    click.echo("[2/3] starting the simulated MCU and `orbox serve` (synthetic smoky video, kb:handbook, kb:triage)")
     with _mcu_sim(out_dir) as mcu_link, \
-            _serve(out_dir, bundle, profile, port, mcu_link, width, height, kb_dir) as key:
+            _serve(out_dir, bundle, profile, port, mcu_link, width, height, [kb_dir, triage_dir]) as key:
         base = f"http://127.0.0.1:{port}"
         llm_id = _llm_model_id(base, key)
         click.echo("[3/3] the box is serving")
@@ -83,6 +88,7 @@ def demo(out_dir: Path, profile_name: str | None, port: int, size: str, rebuild:
         click.echo(f"      -> {reply['choices'][0]['message']['content']!r}")
         click.echo(f"         (model {reply['model']}, fingerprint {reply['system_fingerprint']})")
         _grounded_answers(base, key, answerable, unanswerable)
+        demo_scenarios.show(base, key)
         click.echo(f"      keys: {out_dir / 'api-keys.json'}; audit log: {out_dir / 'state' / 'audit.jsonl'}")
         _wait(duration)
 
@@ -259,7 +265,7 @@ def _mcu_sim(out_dir: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _serve(out_dir: Path, bundle: Path, profile: str, port: int, mcu_link: Path, width: int,
-           height: int, kb_dir: Path) -> Iterator[str]:
+           height: int, kb_dirs: list[Path]) -> Iterator[str]:
     """`orbox serve` in the background with a fresh key for the demo device; yields the key."""
     from appliance.api.keys import KeyStore
 
@@ -277,7 +283,8 @@ def _serve(out_dir: Path, bundle: Path, profile: str, port: int, mcu_link: Path,
     with open(log_path, "w") as log:
         process = subprocess.Popen([sys.executable, "-m", "orbox", "serve", "--profile", profile, "--bundle",
                                     str(bundle), "--config", str(config), "--port", str(port), "--keys",
-                                    str(keys.path), "--kb", str(kb_dir)], stdout=log, stderr=log)
+                                    str(keys.path), *(arg for kb in kb_dirs for arg in ("--kb", str(kb)))],
+                                   stdout=log, stderr=log)
     try:
         _wait_until(lambda: _ready(port, key), 240, f"`orbox serve` to be ready (log: {log_path})", process)
         yield key

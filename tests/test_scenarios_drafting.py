@@ -89,6 +89,7 @@ def test_a_dropped_allergy_or_denial_is_put_back_verbatim_in_its_section() -> No
     assert [(item.text, item.origin) for item in by_key["past_history"].items] == [
         ("对青霉素过敏，表现为皮疹", "restored"), ("否认高血压、糖尿病病史", "restored")]
     assert by_key["family_history"].text == "否认家族遗传病史"
+    assert by_key["past_history"].text == "对青霉素过敏，表现为皮疹；否认高血压、糖尿病病史"  # joined as sentences
     assert not note.unused_facts
 
 

@@ -28,7 +28,8 @@ MAX_ITEM_CHARS = 160
 MAX_CITES = 4
 MAX_TOKENS = 2048
 NOT_PROVIDED = {"zh": "未提供", "en": "not provided"}
-SEPARATOR = {"zh": "", "en": " "}
+SEPARATOR = {"zh": "；", "en": "; "}  # between items that do not end a sentence themselves
+TERMINAL = "。；！？.;!?"
 UNUSED_REASONS = {"unused": "no item of the draft rests on it",
                   "dropped": "only items the checker could not verify against it cited it",
                   "invalid_output": "the model's output could not be read, so no item rests on it"}
@@ -146,10 +147,20 @@ def assemble(spec: DraftSpec, facts: list[Fact], language: Language,
     unused = [UnusedFact(fact.id, UNUSED_REASONS[reason or ("dropped" if fact.id in tried else "unused")])
               for fact in facts if fact.id not in cited]
     sections = [NoteSection(key, titles[language], delivered[key],
-                            SEPARATOR[language].join(item.text for item in delivered[key]) or NOT_PROVIDED[language])
+                            _joined([item.text for item in delivered[key]], language) or NOT_PROVIDED[language])
                 for key, titles in spec.sections.items()]
     return ScenarioDraftResult(language, sections, unused, dropped, [fact.id for fact in restored],
                          "invalid" if drafts is None else "valid")
+
+
+def _joined(texts: list[str], language: Language) -> str:
+    """The section's items as one text: a dictated fact rarely ends its sentence, so a separator follows it."""
+    joined = ""
+    for text in texts:
+        if joined:
+            joined += ("" if language == "zh" else " ") if joined[-1] in TERMINAL else SEPARATOR[language]
+        joined += text
+    return joined
 
 
 def _problems(spec: DraftSpec, key: str, draft: Draft, by_id: Mapping[str, Fact], language: Language) -> list[str]:
