@@ -120,7 +120,10 @@ class Generation:
         except Exception as exc:  # noqa: BLE001 - jinja raises many types for bad message lists
             raise RequestError("invalid_request", f"messages do not fit the chat template ({exc})") from exc
         extra_stops = formatted.stop or []
-        self.stops += [extra_stops] if isinstance(extra_stops, str) else list(extra_stops)
+        if (params.get("response_format") or {}).get("type") != "json_object":
+            # Under a grammar the end-of-turn token can only come where the JSON is complete, while its
+            # text spelling may appear inside a JSON string, where matching it would cut the JSON short.
+            self.stops += [extra_stops] if isinstance(extra_stops, str) else list(extra_stops)
         return llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
 
     @staticmethod

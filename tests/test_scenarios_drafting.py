@@ -140,3 +140,19 @@ def test_a_patient_brief_restores_allergies_under_alerts_and_drops_lies_the_same
     assert [item.text for item in by_key["background"].items] == ["否认高血压、糖尿病病史", "否认家族遗传病史"]
     assert by_key["pending"].text == "未提供"
     schema_grammar(drafting.output_schema(PATIENT_BRIEF, ZH, "zh"))
+
+
+def test_a_draft_cut_off_at_the_token_limit_keeps_the_items_it_completed() -> None:
+    whole = json.dumps({key: [{"text": draft.text, "cites": list(draft.cites)} for draft in items]
+                        for key, items in faithful(ZH).items()}, ensure_ascii=False)
+    cut = whole[:whole.index("否认家族遗传病史") + 3]  # inside family history's item, after past history's
+    drafts, truncated = drafting.read(ADMISSION_NOTE, cut, ZH)
+    note = drafting.assemble(ADMISSION_NOTE, ZH, "zh", drafts, truncated)
+    assert truncated and note.model_output == "truncated"
+    assert {"f1", "f2", "f3", "f4", "f8"} <= {fact_id for s in note.sections for i in s.items for fact_id in i.fact_ids}
+    by_key = {section.key: section for section in note.sections}
+    assert by_key["family_history"].items[0].origin == "restored"  # the cut item's denial comes back verbatim
+    reasons = {fact.id: fact.reason for fact in note.unused_facts}
+    assert set(reasons) == {"f6", "f7"} and set(reasons.values()) == {drafting.UNUSED_REASONS["truncated"]}
+    assert drafting.read(ADMISSION_NOTE, whole, ZH) == (drafting.parse(ADMISSION_NOTE, whole, ZH), False)
+    assert drafting.read(ADMISSION_NOTE, '{"chief_complaint": [{"te', ZH) == (None, False)

@@ -341,8 +341,9 @@ class ScenarioReport(BaseModel):
     """What the server did to the model's draft: items dropped by the checker, facts restored, facts unused."""
 
     llm_sha256: str
-    model_output: Literal["valid", "invalid"] = Field(description="invalid: the model's JSON could not be read, so "
-                                                      "the note holds only the restored allergy/denial facts")
+    model_output: Literal["valid", "truncated", "invalid"] = Field(
+        description="truncated: the token limit cut the model's JSON off, and the items it completed were kept; "
+                    "invalid: it could not be read, so the note holds only the restored allergy/denial facts")
     dropped: list[DroppedItem]
     restored: list[str] = Field(description="ids of allergy/denial facts put back verbatim")
     unused_facts: list[UnusedFact]

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from appliance.grounding import Draft, parse_statements, statements_schema
+from appliance.json_salvage import complete_prefix
 from appliance.scenarios.facts import Fact, contains, must_keep
 from knowledge_base.checker import check_statement
 
@@ -32,7 +33,8 @@ SEPARATOR = {"zh": "；", "en": "; "}  # between items that do not end a sentenc
 TERMINAL = "。；！？.;!?"
 UNUSED_REASONS = {"unused": "no item of the draft rests on it",
                   "dropped": "only items the checker could not verify against it cited it",
-                  "invalid_output": "the model's output could not be read, so no item rests on it"}
+                  "invalid_output": "the model's output could not be read, so no item rests on it",
+                  "truncated": "the token limit cut the model's output off before an item rested on it"}
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class ScenarioDraftResult:
     unused_facts: list[UnusedFact]
     dropped: list[DroppedItem]
     restored: list[str]  # ids of allergy/denial facts the server put back verbatim
-    model_output: Literal["valid", "invalid"]
+    model_output: Literal["valid", "truncated", "invalid"]
 
 
 def warm() -> None:
@@ -112,20 +114,32 @@ def prompt_messages(spec: DraftSpec, facts: list[Fact], language: Language) -> l
             {"role": "user", "content": spec.request[language]}]
 
 
-def parse(spec: DraftSpec, output: str, facts: list[Fact]) -> dict[str, list[Draft]] | None:
-    """Each section's drafted items; None when the output is not the schema's shape (e.g. cut off by length)."""
+def parse(spec: DraftSpec, output: str, facts: list[Fact], partial: bool = False) -> dict[str, list[Draft]] | None:
+    """Each section's drafted items; None when the output is not the schema's shape (e.g. cut off by length).
+    `partial`: a section the output never reached has no items."""
     known = {fact.id for fact in facts}
     try:
         sections = json.loads(output, strict=False)  # llama.cpp's string grammar lets control characters through
-        parsed = [parse_statements(sections[key], known) for key in spec.sections]
+        parsed = [parse_statements(sections.get(key, []) if partial else sections[key], known)
+                  for key in spec.sections]
     except (ValueError, KeyError, TypeError):
         return None
     return {key: items for key, items in zip(spec.sections, parsed, strict=True) if items is not None} \
         if all(items is not None for items in parsed) else None
 
 
+def read(spec: DraftSpec, output: str, facts: list[Fact]) -> tuple[dict[str, list[Draft]] | None, bool]:
+    """(drafts, truncated): the whole output, or the items it completed before the token limit cut it."""
+    drafts = parse(spec, output, facts)
+    if drafts is not None:
+        return drafts, False
+    salvaged = complete_prefix(output)
+    drafts = parse(spec, salvaged, facts, partial=True) if salvaged is not None else None
+    return drafts, drafts is not None
+
+
 def assemble(spec: DraftSpec, facts: list[Fact], language: Language,
-             drafts: Mapping[str, list[Draft]] | None) -> ScenarioDraftResult:
+             drafts: Mapping[str, list[Draft]] | None, truncated: bool = False) -> ScenarioDraftResult:
     """What is delivered: checked items, restored allergy/denial facts, "未提供" sections, the unused facts."""
     by_id = {fact.id: fact for fact in facts}
     delivered: dict[str, list[NoteItem]] = {key: [] for key in spec.sections}
@@ -143,14 +157,14 @@ def assemble(spec: DraftSpec, facts: list[Fact], language: Language,
         delivered[spec.home(fact)].append(NoteItem(fact.text, [fact.id], "restored"))
     cited = {fact_id for items in delivered.values() for item in items for fact_id in item.fact_ids}
     tried = {fact_id for item in dropped for fact_id in item.fact_ids}
-    reason = "invalid_output" if drafts is None else None
-    unused = [UnusedFact(fact.id, UNUSED_REASONS[reason or ("dropped" if fact.id in tried else "unused")])
+    reason = "invalid_output" if drafts is None else ("truncated" if truncated else None)
+    unused = [UnusedFact(fact.id, UNUSED_REASONS["dropped" if fact.id in tried else (reason or "unused")])
               for fact in facts if fact.id not in cited]
     sections = [NoteSection(key, titles[language], delivered[key],
                             _joined([item.text for item in delivered[key]], language) or NOT_PROVIDED[language])
                 for key, titles in spec.sections.items()]
     return ScenarioDraftResult(language, sections, unused, dropped, [fact.id for fact in restored],
-                         "invalid" if drafts is None else "valid")
+                               "invalid" if drafts is None else ("truncated" if truncated else "valid"))
 
 
 def _joined(texts: list[str], language: Language) -> str:

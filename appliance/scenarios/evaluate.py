@@ -64,6 +64,7 @@ class DraftingReport:
     lies_delivered: dict[str, int] = field(default_factory=dict)
     must_keep: int = 0
     must_keep_present: int = 0
+    truncated: int = 0  # cut off at the token limit; the items completed before the cut were kept
     outside_ms: list[float] = field(default_factory=list)
     draft_s: list[float] = field(default_factory=list)
 
@@ -143,7 +144,8 @@ def evaluate_drafting(patients: list[Patient], generate: Generate | None = None,
                 output = generate(messages, schema)
                 model.draft_s.append(time.perf_counter() - began)
                 started = time.perf_counter()
-                note = drafting.assemble(spec, patient.facts, language, drafting.parse(spec, output, patient.facts))
+                note = drafting.assemble(spec, patient.facts, language, *drafting.read(spec, output, patient.facts))
+                model.truncated += note.model_output == "truncated"
                 model.outside_ms.append((outside + time.perf_counter() - started) * 1e3)
                 try:
                     valid = validator.is_valid(json.loads(output, strict=False))
@@ -254,6 +256,7 @@ def summary(scripted: DraftingReport, model: DraftingReport, triage_eval: Triage
     if model.drafts:
         numbers["model"] = {
             "drafts": model.drafts, "schema_valid": model.schema_valid / model.drafts,
+            "truncated": model.truncated / model.drafts,
             "must_keep_present": model.must_keep_present / max(1, model.must_keep),
             "facts_used": model.facts_used / max(1, model.facts), "facts_accounted": model.facts_accounted(),
             "draft_s_p50": round(p50(model.draft_s), 2), "draft_s_max": round(max(model.draft_s), 2),
@@ -289,6 +292,7 @@ def table(numbers: dict[str, Any]) -> str:
     if model:
         rows += [("drafts by the bundle's LLM", model["drafts"], ""),
                  ("  valid against their schema", f"{model['schema_valid']:.1%}", "100 %"),
+                 ("  cut off at the token limit (items kept)", f"{model['truncated']:.1%}", ""),
                  ("  allergy/denial facts present", f"{model['must_keep_present']:.1%}", "100 %"),
                  ("  facts used by the model", f"{model['facts_used']:.1%}", ""),
                  ("  facts used or listed unused", f"{model['facts_accounted']:.1%}", ">= 95 %"),

@@ -72,7 +72,7 @@ async def _draft(spec: DraftSpec, endpoint: str, body: ScenarioRequest, request:
         ctx.recorder.finish(record, error.status, error=error.code)
         return error.response({"X-Request-Id": record.id})
     started = time.perf_counter()
-    note = drafting.assemble(spec, facts, body.language, drafting.parse(spec, output, facts))
+    note = drafting.assemble(spec, facts, body.language, *drafting.read(spec, output, facts))
     outside += time.perf_counter() - started
     response = ScenarioDraft(
         id=f"draft-{record.id}", object=f"scenario.{spec.name}", model=llm.id, system_fingerprint=llm.fingerprint,
