@@ -24,6 +24,8 @@ def scenarios() -> None:
 @scenarios.command("eval")
 @click.option("--bundle", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Model bundle: its encoder builds the triage KB, its LLM drafts (unless --no-llm).")
+@click.option("--llm-bundle", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Model bundle whose LLM drafts instead of --bundle's (e.g. a larger model with no encoder).")
 @click.option("--profile", "profile_name", default="dev", show_default=True, help="Box profile (name or TOML).")
 @click.option("--patients", default=40, show_default=True, type=click.IntRange(min=1, max=1000),
               help="Synthetic patients (alternating zh and en).")
@@ -32,8 +34,8 @@ def scenarios() -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the synthetic patients and guidance.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the numbers as JSON here too.")
-def eval_command(bundle: Path, profile_name: str, patients: int, llm_patients: int, seed: int,
-                 report: Path | None) -> None:
+def eval_command(bundle: Path, llm_bundle: Path | None, profile_name: str, patients: int, llm_patients: int,
+                 seed: int, report: Path | None) -> None:
     """Schema validity, lies delivered, allergies/denials kept, facts accounted for, time outside the LLM, triage."""
     from hw_profiles import ProfileError, load_profile
 
@@ -42,7 +44,7 @@ def eval_command(bundle: Path, profile_name: str, patients: int, llm_patients: i
     except ProfileError as exc:
         raise click.ClickException(f"--profile {profile_name}: {exc}") from exc
     cohort = synthetic.patients(seed, patients)
-    generate = _bundle_llm(bundle, profile) if llm_patients else None
+    generate = _bundle_llm(llm_bundle or bundle, profile) if llm_patients else None
     with click.progressbar(length=len(cohort), label="drafting (scripted writers)",
                            file=click.get_text_stream("stderr")) as bar:
         scripted, _ = evaluate.evaluate_drafting(cohort, None, progress=bar.update)
@@ -74,7 +76,7 @@ def _bundle_llm(bundle: Path, profile: Any) -> Callable[[list[dict[str, str]], d
     try:
         artifact = checked_llm_gguf(bundle, list(profile.llm.gguf_types))
     except ModelBundleError as exc:
-        raise click.ClickException(f"--bundle {bundle}: {exc}") from exc
+        raise click.ClickException(f"--llm-bundle/--bundle {bundle}: {exc}") from exc
     llm = Llama(model_path=str(artifact.path), n_ctx=profile.llm.context_length, n_batch=profile.llm.batch,
                 n_threads=profile.llm.threads, n_threads_batch=profile.llm.threads, verbose=False)
 
