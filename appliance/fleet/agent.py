@@ -61,14 +61,14 @@ class FleetAgent:
         poll = self.client.poll()
         wait = poll.sleep_s or self.config.poll_default_s
         waiting = self.pending.load()
-        if waiting is not None:
-            waiting = self._settle(waiting)
+        closed_now = waiting is not None and self._settle(waiting) is None
+        waiting = None if closed_now else waiting
         if poll.config_data_href:
             self.client.put_config_data(self.box.attributes(self.box.rauc.status()))
             log.info("fleet: sent device attributes")
         if poll.cancel_href:
             self._cancel(poll, waiting)
-        elif poll.deployment_href and waiting is None:
+        elif poll.deployment_href and waiting is None and not closed_now:  # after a close, this poll is stale
             self._deploy(poll)
         self._write_status(wait, None)
         return wait

@@ -79,13 +79,18 @@ def _fetch_into(client: DdiClient, url: str, part: Path) -> None:
             mode = "ab"
         else:
             mode = "wb"  # the server ignored the Range header and sends the whole file: start over
+        announced = response.headers.get("Content-Length")
+        received = 0
         with open(part, mode) as out:
             try:
                 while block := response.read(CHUNK):
                     out.write(block)
-            except (OSError, http.client.HTTPException) as exc:  # reset, timeout, short body: keep what arrived
-                raise DdiError(f"GET {url}: connection lost ({exc})") from None
+                    received += len(block)
+            except (OSError, http.client.HTTPException) as exc:  # reset or timeout: keep what arrived
+                raise DdiError(f"GET {url}: connection lost after {received} bytes ({exc})") from None
             finally:
                 out.flush()
                 os.fsync(out.fileno())
+        if announced is not None and received < int(announced):  # urllib returns a short body without error
+            raise DdiError(f"GET {url}: connection closed after {received} of {announced} bytes")
 
