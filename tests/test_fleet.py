@@ -14,7 +14,10 @@ import hashlib
 import json
 import logging
 import random
+import re
+import shlex
 import threading
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -24,6 +27,7 @@ from fleet_data.server import FakeHawkbit, violations_of
 from appliance.config import ConfigError, FleetConfig, parse_config
 from appliance.fleet.agent import Box, FleetAgent
 from appliance.fleet.attributes import device_attributes
+from appliance.fleet.cli import run
 from appliance.fleet.ddi import DdiClient, DdiError, action_id, parse_sleep
 from appliance.fleet.pending import PendingAction, PendingError, PendingStore, decide
 from orbox.cli import cli
@@ -333,3 +337,17 @@ def test_orbox_fleet_status_shows_the_pending_install_and_not_the_token(server, 
     assert result.exit_code == 0, result.output
     assert "pending install: action 7 version 2.0.0 to slot B (installed)" in result.output
     assert TOKEN not in result.output
+
+
+def test_the_unit_reaches_loopback_only_by_default_and_starts_after_mark_good():
+    unit = (Path(__file__).parent.parent / "appliance" / "systemd" / "orbox-fleet.service").read_text()
+    assert "IPAddressDeny=any" in unit and re.findall(r"^IPAddressAllow=(.*)$", unit, re.M) == ["localhost"]
+    assert "orbox-mark-good.service" in re.search(r"^After=(.*)$", unit, re.M).group(1).split()
+    [exec_start] = re.findall(r"^ExecStart=(.*)$", unit, re.M)
+    argv = shlex.split(re.sub(r"\$\{(\w+)\}", lambda m: {"ORBOX_PROFILE": "dev", "ORBOX_VERSION": "1.0.0",
+                                                           "ORBOX_CONFIG": "/etc/orbox/orbox.toml"}[m[1]],
+                              exec_start))
+    assert argv[1:3] == ["fleet", "run"]
+    params = run.make_context("run", argv[3:]).params
+    assert (params["config_path"], params["profile_name"], params["image_version"]) == (
+        "/etc/orbox/orbox.toml", "dev", "1.0.0")
