@@ -91,7 +91,8 @@ class RaucCli:
             done = subprocess.run([self.executable, *args], capture_output=True, text=True, timeout=self.timeout_s)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise RaucError(f"rauc {args[0]}: {exc}") from None
-        if done.returncode != 0:
-            tail = " | ".join(line for line in (done.stderr or done.stdout).strip().splitlines()[-3:])
+        if done.returncode != 0:  # the CLI prints RAUC's reason as "LastError: ..." on stdout, the verdict on stderr
+            reasons = [line for line in done.stdout.splitlines() if line.startswith("LastError:")]
+            tail = " | ".join([*done.stderr.strip().splitlines()[-2:], *reasons])
             raise RaucError(f"rauc {args[0]} exited {done.returncode}: {tail}")
         return done.stdout
