@@ -142,6 +142,7 @@ class FleetConfig(_Section):
     tenant: str = Field("DEFAULT", min_length=1)
     controller_id: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
     target_token: SecretStr | None = None
+    ca_file: Path | None = None  # PEM CA bundle for the server's certificate (a hospital CA); default: the system's
     download_dir: Path | None = None  # default: state_dir/fleet (on the data partition, not a slot)
     poll_default_s: float = Field(300.0, gt=0)  # until the server says config.polling.sleep
     retry_initial_s: float = Field(5.0, gt=0)  # a failed poll or download backs off from here ...

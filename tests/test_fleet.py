@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from api_data.tls import self_signed_cert
 from click.testing import CliRunner
 from fleet_data.box import PowerCut, SimulatedBox
 from fleet_data.server import FakeHawkbit, violations_of
@@ -28,7 +29,7 @@ from appliance.config import ConfigError, FleetConfig, parse_config
 from appliance.fleet.agent import Box, FleetAgent
 from appliance.fleet.attributes import device_attributes
 from appliance.fleet.cli import run
-from appliance.fleet.ddi import DdiClient, DdiError, action_id, parse_sleep
+from appliance.fleet.ddi import DdiClient, DdiError, parse_sleep
 from appliance.fleet.pending import PendingAction, PendingError, PendingStore, decide
 from orbox.cli import cli
 
@@ -53,7 +54,8 @@ def _settings(server: FakeHawkbit, **overrides) -> FleetConfig:
 def _agent(server, box: SimulatedBox, work, **overrides) -> FleetAgent:
     """A fresh client process: nothing carried over but what is on disk."""
     settings = _settings(server, **overrides)
-    client = DdiClient(settings.server_url, settings.tenant, settings.controller_id, TOKEN, timeout_s=5)
+    client = DdiClient(settings.server_url, settings.tenant, settings.controller_id, TOKEN, timeout_s=5,
+                       ca_file=settings.ca_file)
     return FleetAgent(settings, client, Box(box, lambda status: device_attributes("dev", "1.0.0", status),
                                              box.boot_id, box.power_cycle), work)
 
@@ -218,17 +220,30 @@ def test_only_allow_listed_device_attributes_are_sent(server, tmp_path):
     assert len(server.config_data) == 1, "sent again only when the server asks"
 
 
-def test_the_token_goes_only_to_the_server_and_never_into_logs_or_status(server, tmp_path, caplog):
+@pytest.mark.parametrize("cdn", ["link", "redirect"])
+def test_the_token_goes_only_to_the_server_and_never_into_logs_or_status(server, tmp_path, caplog, cdn):
+    """Artifacts on another host (a CDN link, or the server's redirect to one) are fetched without the token."""
     caplog.set_level(logging.DEBUG)
     box = SimulatedBox()
-    server.assign("14", {"orbox-2.0.0.raucb": BUNDLE}, cdn=True)
+    server.assign("14", {"orbox-2.0.0.raucb": BUNDLE}, cdn=cdn)
     _agent(server, box, tmp_path).cycle()
     assert box.installed == [hashlib.sha256(BUNDLE).hexdigest()]
-    for request in server.requests:
-        on_cdn = "/artifacts/" in request.path
-        assert ("Authorization" in request.headers) != on_cdn, request.path
+    on_cdn = [r for r in server.requests if r.headers.get("Host", "").startswith("localhost")]
+    assert len(on_cdn) == 1 and "Authorization" not in on_cdn[0].headers
+    assert all(r.headers.get("Authorization") == f"TargetToken {TOKEN}" for r in server.requests if r not in on_cdn)
     assert TOKEN not in caplog.text and TOKEN not in (tmp_path / "status.json").read_text()
     assert TOKEN not in (tmp_path / "pending-action.json").read_text()
+
+
+def test_https_with_the_hospital_ca_and_refused_without_it(tmp_path):
+    cert, key = self_signed_cert(tmp_path)
+    with FakeHawkbit(token=TOKEN, tls=(cert, key)) as server:
+        server.assign("15", {"orbox-2.0.0.raucb": BUNDLE})
+        box = SimulatedBox()
+        _agent(server, box, tmp_path, ca_file=cert).cycle()
+        assert box.installed == [hashlib.sha256(BUNDLE).hexdigest()] and not server.violations
+        with pytest.raises(DdiError, match="cannot reach the server .*CERTIFICATE_VERIFY_FAILED"):
+            DdiClient(server.url, server.tenant, server.controller_id, TOKEN, timeout_s=5).poll()
 
 
 def test_a_wrong_token_is_an_error_that_does_not_name_it(server):
@@ -266,7 +281,6 @@ def test_the_server_poll_interval_is_honoured(server, tmp_path):
     server.sleep = "00:02:05"
     assert _agent(server, SimulatedBox(), tmp_path).cycle() == 125.0
     assert [parse_sleep(text) for text in ("12:00:00", "00:00:30", "1:00", None)] == [43200.0, 30.0, None, None]
-    assert action_id("https://h/T/controller/v1/c/deploymentBase/5?c=-2127183556") == "5"
 
 
 def test_the_verdict_waits_for_a_new_boot_and_for_mark_good():

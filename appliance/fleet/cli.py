@@ -47,7 +47,7 @@ def run(config_path: str | None, profile_name: str, image_version: str, once: bo
                    f"nothing to do", err=True)
         return
     client = DdiClient(settings.server_url, settings.tenant, settings.controller_id,
-                       settings.target_token.get_secret_value(), settings.timeout_s)
+                       settings.target_token.get_secret_value(), timeout_s=settings.timeout_s, ca_file=settings.ca_file)
     box = Box(RaucCli(), lambda status: device_attributes(profile_name, image_version, status))
     agent = FleetAgent(settings, client, box, config.fleet_dir)
     click.echo(f"orbox fleet: controller {settings.controller_id} at {client.base_url}, work dir {config.fleet_dir}",

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -26,7 +28,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 Execution = Literal["closed", "proceeding", "canceled", "scheduled", "rejected", "resumed", "downloaded", "download"]
 Finished = Literal["success", "failure", "none"]
 _SLEEP = re.compile(r"^(\d{1,3}):([0-5]\d):([0-5]\d)$")
-_ACTION = re.compile(r"/(deploymentBase|cancelAction)/(\d+)(?:[?/]|$)")
 
 
 class DdiError(Exception):
@@ -102,19 +103,6 @@ class Poll:
     cancel_href: str | None
     config_data_href: str | None
 
-    @property
-    def deployment_id(self) -> str | None:
-        return action_id(self.deployment_href)
-
-    @property
-    def cancel_id(self) -> str | None:
-        return action_id(self.cancel_href)
-
-
-def action_id(href: str | None) -> str | None:
-    """The action id in a deploymentBase or cancelAction link (hawkBit appends `?c=...` to the former)."""
-    match = _ACTION.search(urlsplit(href).path + "/") if href else None
-    return match.group(2) if match else None
 
 
 def parse_sleep(text: str | None) -> float | None:
@@ -141,17 +129,17 @@ class _NoTokenAcrossOrigins(urllib.request.HTTPRedirectHandler):
         return new
 
 
-_OPENER = urllib.request.build_opener(_NoTokenAcrossOrigins)
-
-
 class DdiClient:
     """Talks DDI to one server as one controller; every call raises DdiError on failure."""
 
-    def __init__(self, server_url: str, tenant: str, controller_id: str, token: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, server_url: str, tenant: str, controller_id: str, token: str, *, timeout_s: float = 30.0,
+                 ca_file: Path | None = None) -> None:
         self.base_url = f"{server_url.rstrip('/')}/{tenant}/controller/v1/{controller_id}"
         self._origin = origin(server_url)
         self._token = token
         self.timeout_s = timeout_s
+        tls = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        self._opener = urllib.request.build_opener(_NoTokenAcrossOrigins, urllib.request.HTTPSHandler(context=tls))
 
     def headers_for(self, url: str) -> dict[str, str]:
         """The token only for the server itself: a download link to another host gets none."""
@@ -201,7 +189,7 @@ class DdiClient:
 
     def _send(self, request: urllib.request.Request, url: str):
         try:
-            return _OPENER.open(request, timeout=self.timeout_s)
+            return self._opener.open(request, timeout=self.timeout_s)
         except urllib.error.HTTPError as exc:
             exc.close()
             raise DdiError(f"{request.get_method()} {url}: HTTP {exc.code} {exc.reason}", exc.code) from None

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
@@ -55,11 +56,11 @@ class FakeHawkbit:
     """Start with `with FakeHawkbit(...) as server:`; `server.url` is the server_url for the client."""
 
     def __init__(self, tenant: str = "DEFAULT", controller_id: str = "or-box-1", token: str = "t0ken",
-                 sleep: str = "00:00:05") -> None:
+                 sleep: str = "00:00:05", tls: tuple[Path, Path] | None = None) -> None:
         self.tenant, self.controller_id, self.token, self.sleep = tenant, controller_id, token, sleep
         self.actions: dict[str, Action] = {}
         self.artifacts: dict[str, bytes] = {}  # path -> content
-        self.cdn_paths: set[str] = set()  # artifacts linked through another origin (a CDN), served without a token
+        self.redirects: set[str] = set()  # artifact paths the server answers with a 302 to the CDN
         self.want_config_data = True
         self.cancel: tuple[str, str] | None = None  # (cancel id, id of the action to stop)
         self.cancel_feedback: list[dict[str, Any]] = []
@@ -71,7 +72,15 @@ class FakeHawkbit:
         self._lock = threading.Lock()
         self._next_module = 20
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*map(str, tls))
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        port = self._httpd.server_address[1]
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        # The same socket under another name is another origin: it stands in for a CDN, which needs no token.
+        self.cdn = self.url.replace("127.0.0.1", "localhost")
+        self._links = ("download", "md5sum") if tls else ("download-http", "md5sum-http")
 
     @property
     def base(self) -> str:
@@ -86,22 +95,22 @@ class FakeHawkbit:
         self._httpd.server_close()
 
     def assign(self, action_id: str, files: dict[str, bytes], *, version: str = "2.0.0", sha256: str | None = None,
-               cdn: bool = False, **handling: str) -> Action:
+               cdn: Literal["link", "redirect"] | None = None, **handling: str) -> Action:
         """Assign a distribution set with one software module holding `files`, as a rollout would."""
         module, self._next_module = self._next_module, self._next_module + 1
         artifacts = []
         for name, data in files.items():
             path = f"{self.base}/softwaremodules/{module}/artifacts/{name}"
             self.artifacts[path] = data
-            host = self.url
-            if cdn:  # same socket, another origin: the client must treat it as a different host
-                self.cdn_paths.add(path)
-                host = self.url.replace("127.0.0.1", "localhost")
+            host = self.cdn if cdn == "link" else self.url
+            if cdn == "redirect":
+                self.redirects.add(path)
+            download, md5sum = self._links
             artifacts.append({
                 "filename": name, "size": len(data),
                 "hashes": {"sha1": hashlib.sha1(data).hexdigest(), "md5": hashlib.md5(data).hexdigest(),
                            "sha256": sha256 or hashlib.sha256(data).hexdigest()},
-                "_links": {"download-http": {"href": host + path}, "md5sum-http": {"href": host + path + ".MD5SUM"}},
+                "_links": {download: {"href": host + path}, md5sum: {"href": host + path + ".MD5SUM"}},
             })
         chunk = {"part": "os", "version": version, "name": "orbox image", "artifacts": artifacts}
         action = Action(action_id, [chunk], **handling)
@@ -182,10 +191,15 @@ def _handler(server: FakeHawkbit) -> type[BaseHTTPRequestHandler]:
                     except ValueError:
                         body = raw
                 server.requests.append(Request(method, self.path, dict(self.headers.items()), body))
-                if path in server.cdn_paths and method == "GET":
-                    return self._download(path)
+                if server.cdn.endswith("//" + (self.headers.get("Host") or "")):
+                    if path in server.artifacts and method == "GET":
+                        return self._download(path)
+                    server.violations.append(f"{method} {self.path} sent to the CDN")
+                    return self._error(404, "hawkbit.server.error.repo.entitiyNotFound")
                 if self.headers.get("Authorization") != f"TargetToken {server.token}":
                     return self._error(401, "hawkbit.server.error.security.unauthorized")
+                if path in server.redirects and method == "GET":
+                    return self._redirect(server.cdn + path)
                 if path in server.artifacts and method == "GET":
                     return self._download(path)
                 routes = [
@@ -275,6 +289,12 @@ def _handler(server: FakeHawkbit) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.wfile.flush()
                 self.connection.shutdown(2)
+
+        def _redirect(self, location: str) -> None:
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def _error(self, status: int, code: str) -> None:
             self._send_json(status, {"exceptionClass": "org.eclipse.hawkbit.FakeServer", "errorCode": code,
