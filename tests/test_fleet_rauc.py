@@ -8,13 +8,18 @@ from __future__ import annotations
 import random
 
 import pytest
+from click.testing import CliRunner
 from fleet_data.real_rauc import RealRauc
+from fleet_data.server import FakeHawkbit
 from image_data.helpers import write_rauc_bundle
 
 from appliance.fleet.pending import PendingAction, decide
 from appliance.fleet.rauc import RaucCli, RaucError
 from image_build.rauc_bundle import signer_from_prefix
+from orbox.cli import cli
 from primitives.update_keys import generate_update_pki
+
+TOKEN = "3f0c-real-rauc-token"
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +85,27 @@ def test_a_bundle_from_another_signer_is_refused_by_real_rauc_before_any_write(r
                                          r"LastError: signature verification failed"):
         RaucCli().install(bundle)
     assert (tmp_path / "slot-b.img").read_bytes() == before and rauc.read_env()["ORDER"] == "A B"
+
+
+def test_orbox_fleet_run_once_reports_real_rauc_facts_and_a_real_refusal(rauc, pki, tmp_path):
+    """The CLI as the unit starts it: attributes from real `rauc status`, a bundle from a foreign signer
+    downloaded, verified, handed to real `rauc install`, and RAUC's reason sent as the action's failure."""
+    assert rauc.power_cycle() == "A"
+    bundle = write_rauc_bundle(tmp_path / "foreign.raucb", signer_from_prefix(pki / "intruder"),
+                               image=random.Random(22).randbytes(20_000), version="2.0.0")
+    with FakeHawkbit(token=TOKEN) as server:
+        action = server.assign("31", {"orbox-2.0.0.raucb": bundle.read_bytes()})
+        config = tmp_path / "site.toml"
+        config.write_text(f'[fleet]\nserver_url = "{server.url}"\ncontroller_id = "{server.controller_id}"\n'
+                          f'target_token = "{TOKEN}"\ndownload_dir = "{tmp_path / "fleet"}"\n')
+        result = CliRunner().invoke(cli, ["fleet", "run", "--once", "--config", str(config), "--profile", "dev",
+                                          "--image-version", "1.0.0"])
+        assert result.exit_code == 0, result.output
+        assert not server.violations, server.violations
+    attributes = server.config_data[0]["data"]
+    assert (attributes["rauc.compatible"], attributes["rauc.booted_slot"], attributes["orbox.profile"]) == (
+        "orbox-dev", "A", "dev")
+    final = action.feedback[-1]["status"]
+    assert (final["execution"], final["result"]["finished"]) == ("closed", "failure")
+    assert "LastError: signature verification failed" in final["details"][0]
+    assert rauc.read_env()["ORDER"] == "A B" and TOKEN not in result.output
