@@ -143,7 +143,9 @@ class FleetConfig(_Section):
     controller_id: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
     target_token: SecretStr | None = None
     ca_file: Path | None = None  # PEM CA bundle for the server's certificate (a hospital CA); default: the system's
-    download_dir: Path | None = None  # default: state_dir/fleet (on the data partition, not a slot)
+    # pending-action.json, status.json and downloads/. It must be on storage that both slots mount (the data
+    # partition): the install is written in one slot and judged in the other.
+    work_dir: Path = Path("/data/orbox/fleet")
     poll_default_s: float = Field(300.0, gt=0)  # until the server says config.polling.sleep
     retry_initial_s: float = Field(5.0, gt=0)  # a failed poll or download backs off from here ...
     retry_max_s: float = Field(600.0, gt=0)  # ... doubling up to this
@@ -203,10 +205,6 @@ class ApplianceConfig(_Section):
     @property
     def keys_path(self) -> Path:
         return self.http.keys_file or self.supervisor.state_dir / "api-keys.json"
-
-    @property
-    def fleet_dir(self) -> Path:
-        return self.fleet.download_dir or self.supervisor.state_dir / "fleet"
 
 
 def load_config(path: str | os.PathLike | None) -> ApplianceConfig:

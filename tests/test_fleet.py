@@ -346,7 +346,7 @@ def test_orbox_fleet_status_shows_the_pending_install_and_not_the_token(server, 
     _install(server, box, tmp_path)
     config = tmp_path / "site.toml"
     config.write_text(f'[fleet]\nserver_url = "{server.url}"\ncontroller_id = "{server.controller_id}"\n'
-                      f'target_token = "{TOKEN}"\ndownload_dir = "{tmp_path}"\n')
+                      f'target_token = "{TOKEN}"\nwork_dir = "{tmp_path}"\n')
     result = CliRunner().invoke(cli, ["fleet", "status", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "pending install: action 7 version 2.0.0 to slot B (installed)" in result.output

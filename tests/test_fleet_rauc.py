@@ -97,7 +97,7 @@ def test_orbox_fleet_run_once_reports_real_rauc_facts_and_a_real_refusal(rauc, p
         action = server.assign("31", {"orbox-2.0.0.raucb": bundle.read_bytes()})
         config = tmp_path / "site.toml"
         config.write_text(f'[fleet]\nserver_url = "{server.url}"\ncontroller_id = "{server.controller_id}"\n'
-                          f'target_token = "{TOKEN}"\ndownload_dir = "{tmp_path / "fleet"}"\n')
+                          f'target_token = "{TOKEN}"\nwork_dir = "{tmp_path / "fleet"}"\n')
         result = CliRunner().invoke(cli, ["fleet", "run", "--once", "--config", str(config), "--profile", "dev",
                                           "--image-version", "1.0.0"])
         assert result.exit_code == 0, result.output

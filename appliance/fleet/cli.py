@@ -49,8 +49,8 @@ def run(config_path: str | None, profile_name: str, image_version: str, once: bo
     client = DdiClient(settings.server_url, settings.tenant, settings.controller_id,
                        settings.target_token.get_secret_value(), timeout_s=settings.timeout_s, ca_file=settings.ca_file)
     box = Box(RaucCli(), lambda status: device_attributes(profile_name, image_version, status))
-    agent = FleetAgent(settings, client, box, config.fleet_dir)
-    click.echo(f"orbox fleet: controller {settings.controller_id} at {client.base_url}, work dir {config.fleet_dir}",
+    agent = FleetAgent(settings, client, box, settings.work_dir)
+    click.echo(f"orbox fleet: controller {settings.controller_id} at {client.base_url}, work dir {settings.work_dir}",
                err=True)
     if once:
         try:
@@ -71,7 +71,7 @@ def run(config_path: str | None, profile_name: str, image_version: str, once: bo
 def status(config_path: str | None, as_json: bool) -> None:
     """Whether the client is on, its last poll, and the install waiting for its boot (never the token)."""
     config = _load(config_path)
-    status_path = config.fleet_dir / "status.json"
+    status_path = config.fleet.work_dir / "status.json"
     try:
         last = json.loads(status_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
