@@ -94,6 +94,18 @@ def test_success_is_reported_only_after_the_new_slot_booted_and_was_marked_good(
     assert server.config_data[-1]["data"]["rauc.booted_slot"] == "B"
 
 
+def test_with_reboot_after_install_the_box_reboots_itself_and_still_waits_for_mark_good(server, tmp_path):
+    box = SimulatedBox()
+    action = server.assign("7", {"orbox-2.0.0.raucb": BUNDLE})
+    _agent(server, box, tmp_path, reboot_after_install=True).cycle()
+    assert box.booted == "B" and "it boots now" in action.feedback[-1]["status"]["details"][0]
+    _agent(server, box, tmp_path, reboot_after_install=True).cycle()
+    assert action.open, "rebooted into B, but not marked good yet"
+    box.mark_good()
+    _agent(server, box, tmp_path, reboot_after_install=True).cycle()
+    assert _executions(action)[-1] == ("closed", "success")
+
+
 def test_a_fallback_is_reported_as_failure_with_what_rauc_says_of_the_slot(server, tmp_path):
     box = SimulatedBox()
     action = _install(server, box, tmp_path)
