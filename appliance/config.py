@@ -13,7 +13,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from appliance.protocol import WORKER_NAMES, WorkerName
 
@@ -127,6 +127,62 @@ class KbConfig(_Section):
     pubkey: Path | None = None  # when set, every KB's manifest signature is checked against this ed25519 key
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+class FleetConfig(_Section):
+    """The hawkBit DDI client (`orbox fleet run`, docs/images.md#fleet-hawkbit); off unless both
+    `server_url` and `target_token` are set.
+
+    The token is a secret: it never appears in a log line or an error message. Plain http is
+    accepted only to a loopback address (a local relay or a test server).
+    """
+
+    server_url: str | None = None  # e.g. "https://hawkbit.hospital.example:8443"
+    tenant: str = Field("DEFAULT", min_length=1)
+    controller_id: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
+    target_token: SecretStr | None = None
+    ca_file: Path | None = None  # PEM CA bundle for the server's certificate (a hospital CA); default: the system's
+    # pending-action.json, status.json and downloads/. It must be on storage that both slots mount (the data
+    # partition): the install is written in one slot and judged in the other.
+    work_dir: Path = Path("/data/orbox/fleet")
+    poll_default_s: float = Field(300.0, gt=0)  # until the server says config.polling.sleep
+    retry_initial_s: float = Field(5.0, gt=0)  # a failed poll or download backs off from here ...
+    retry_max_s: float = Field(600.0, gt=0)  # ... doubling up to this
+    download_attempts: int = Field(5, ge=1)
+    reboot_after_install: bool = False  # default: the new slot boots at the next power cycle, never mid-surgery
+    timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("server_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        url = urlsplit(value)
+        if url.scheme not in ("https", "http") or not url.hostname or url.query or url.fragment:
+            raise ValueError("expected an https:// URL with a host and no query, e.g. https://hawkbit.example:8443")
+        if url.scheme == "http" and url.hostname not in LOOPBACK_HOSTS:
+            raise ValueError("plain http would send the target token in clear; use https:// "
+                             "(http is accepted only to 127.0.0.1, ::1 or localhost)")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _all_or_nothing(self) -> FleetConfig:
+        given = {"server_url": self.server_url, "target_token": self.target_token, "controller_id": self.controller_id}
+        if any(value is not None for value in given.values()):
+            missing = [key for key, value in given.items() if value is None]
+            if missing:
+                raise ValueError(f"the fleet client needs server_url, controller_id and target_token together; "
+                                 f"add {', '.join(missing)} to [fleet] or remove the section to keep it off")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.server_url is not None and self.target_token is not None
+
+
 class ApplianceConfig(_Section):
     supervisor: SupervisorConfig = Field(default_factory=SupervisorConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
@@ -136,6 +192,7 @@ class ApplianceConfig(_Section):
     llm: LlmConfig = Field(default_factory=LlmConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
     kb: KbConfig = Field(default_factory=KbConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
 
     @property
     def status_path(self) -> Path:
@@ -172,7 +229,10 @@ def parse_config(data: dict, source: str) -> ApplianceConfig:
         problems = []
         for error in exc.errors():
             key = ".".join(str(part) for part in error["loc"])
-            found = error.get("input")
+            found = "<hidden>" if key.endswith("target_token") else error.get("input")
             detail = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            if isinstance(error.get("input"), dict):  # a rule over a whole section: name it, never dump it
+                problems.append(f"{source}: section [{key}]: {detail}")
+                continue
             problems.append(f"{source}: key '{key}': {detail}, found {found!r}")
         raise ConfigError("\n".join(problems)) from exc

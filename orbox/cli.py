@@ -16,6 +16,7 @@ COMMANDS = {
     "api-keys": "appliance.cli:api_keys",
     "audit": "appliance.cli:audit",
     "mcu-sim": "appliance.cli:mcu_sim",
+    "fleet": "appliance.fleet.cli:fleet",
     "api-bench": "appliance.bench_api:api_bench",
     "image": "image_build.cli:image",
     "kb": "knowledge_base.cli:kb",

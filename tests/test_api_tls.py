@@ -3,39 +3,18 @@ TLS pair is refused at start-up with a clear message."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import ssl
 from pathlib import Path
 
 import httpx
 from api_data.fixtures import serve
+from api_data.tls import self_signed_cert
 from appliance_data.fixtures import site_config
 from conftest import orbox_cli
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "orbox.local")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "box.crt", directory / "box.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 def test_https_with_the_configured_certificate(api_bundle: Path, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     trust = ssl.create_default_context(cafile=str(cert))
     http = {"tls_cert": str(cert), "tls_key": str(key)}
     with serve(api_bundle, tmp_path, http=http, supervisor={"workers": ["llm"], "critical_workers": ["llm"]},
