@@ -14,7 +14,7 @@ The per-row work is independent, so output is byte-identical for any thread coun
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport sqrtf, floorf, ceilf, fminf, fmaxf
+from libc.math cimport sqrtf, floorf, ceilf, fminf, fmaxf, fabsf
 from libc.string cimport memcpy
 
 ctypedef unsigned char u8
@@ -772,3 +772,277 @@ def recover_nv12(const u8[:, ::1] src, u8[:, ::1] dst, int height, int s,
             for j in range(pairs):
                 _recover_nv12_pair(src, dst, j, height, s, a, b, &cache, &gains[0, 0], &gains[1, 0],
                                    iy, iu, iv, t0, cx, cy, r, in_place)
+
+
+# ------------------------------------------------------------------ local veil against a per-cell clear reference
+
+# Indices into the float parameter array of `local_veil` (built once per Dehazer from its Tuning).
+cdef enum:
+    V_T_MIN = 0        # lowest transmission a veil may have; an opaque object fits only with t ~ 0
+    V_T_CLEAR = 1      # a cell whose t reaches this is clear
+    V_TOL = 2          # model residual allowed, codes ...
+    V_TOL_REL = 3      # ... plus this share of the cell's change
+    V_CHROMA = 4       # reference channel spread (root of the summed squares) a cell needs to show a veil alone
+    V_MARGIN = 5       # a cell votes for the airlight only if A exceeds each channel by this
+    V_TINT = 6         # largest offset of an airlight channel from their mean, as a share of the mean
+    V_FOLLOW = 7       # rate at which a clear cell's reference follows it
+    V_ATTACK = 8       # gate rate towards 1 (smoke appears) ...
+    V_RELEASE = 9      # ... and towards 0 (smoke gone)
+    V_AIR_ALPHA = 10   # EMA weight of the newest airlight estimate
+    V_PARAMS = 11
+
+# Bits of the per-cell flags: veiled in the previous frame (coloured cell / grey cell).
+cdef enum:
+    F_STRONG = 1
+    F_WEAK = 2
+
+cdef int VEIL_MIN_VOTES = 4  # cells needed to (re-)estimate the airlight
+VEIL_PARAMS = V_PARAMS
+
+
+cdef inline float _chroma2(const float* b) noexcept nogil:
+    cdef float m = (b[0] + b[1] + b[2]) * (1.0 / 3.0)
+    return (b[0] - m) * (b[0] - m) + (b[1] - m) * (b[1] - m) + (b[2] - m) * (b[2] - m)
+
+
+cdef inline float _change(const float* b, const float* i) noexcept nogil:
+    return fmaxf(fabsf(i[0] - b[0]), fmaxf(fabsf(i[1] - b[1]), fabsf(i[2] - b[2])))
+
+
+cdef inline float _fit_t(const float* air, const float* b, const float* i, float* resid) noexcept nogil:
+    # I = t * B + (1 - t) * A, least squares over the channels: A - I = t * (A - B). Returns t and
+    # the largest channel residual. Channels where A is close to B carry no weight, as they should.
+    cdef float s0 = air[0] - b[0], s1 = air[1] - b[1], s2 = air[2] - b[2]
+    cdef float d0 = air[0] - i[0], d1 = air[1] - i[1], d2 = air[2] - i[2]
+    cdef float den = s0 * s0 + s1 * s1 + s2 * s2
+    cdef float t = 1.0
+    if den > 1.0:
+        t = (d0 * s0 + d1 * s1 + d2 * s2) / den
+    resid[0] = fmaxf(fabsf(d0 - t * s0), fmaxf(fabsf(d1 - t * s1), fabsf(d2 - t * s2)))
+    return t
+
+
+cdef inline float _fit_grey(const float* b, const float* i, float* resid, float* veil_level) noexcept nogil:
+    # Without a known airlight: I - B = u - k * B with one grey level a = u / k for all channels
+    # (k = 1 - t). Identifiable only on coloured cells. Returns t = 1 - k.
+    cdef float bm = (b[0] + b[1] + b[2]) * (1.0 / 3.0)
+    cdef float e0 = i[0] - b[0], e1 = i[1] - b[1], e2 = i[2] - b[2]
+    cdef float em = (e0 + e1 + e2) * (1.0 / 3.0)
+    cdef float var_b = _chroma2(b)
+    cdef float k = 0.0, u
+    if var_b > 1e-6:
+        k = -((b[0] - bm) * (e0 - em) + (b[1] - bm) * (e1 - em) + (b[2] - bm) * (e2 - em)) / var_b
+    u = em + k * bm
+    resid[0] = fmaxf(fabsf(e0 - u + k * b[0]), fmaxf(fabsf(e1 - u + k * b[1]), fabsf(e2 - u + k * b[2])))
+    veil_level[0] = u / k if k > 1e-3 else 0.0
+    return 1.0 - k
+
+
+cdef int _bootstrap_airlight(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] ref,
+                             const float* p, float* air) noexcept nogil:
+    # Pooled grey veil level sum(u) / sum(k) over the cells whose change fits a grey veil of moderate
+    # density that is brighter than the tissue under it (darkening and exposure changes are not).
+    cdef int gh = mean.shape[0]
+    cdef int gw = mean.shape[1]
+    cdef int y, x, n = 0
+    cdef double su = 0.0, sk = 0.0
+    cdef float t, resid, level, k, chroma2 = p[V_CHROMA] * p[V_CHROMA]
+    cdef const float* b
+    cdef const float* i
+    for y in range(gh):
+        for x in range(gw):
+            b = &ref[y, x, 0]
+            i = &mean[y, x, 0]
+            if not inside[y, x] or _chroma2(b) < chroma2:
+                continue
+            t = _fit_grey(b, i, &resid, &level)
+            if (p[V_T_MIN] <= t <= p[V_T_CLEAR] and resid <= p[V_TOL] + p[V_TOL_REL] * _change(b, i)
+                    and level >= fmaxf(b[0], fmaxf(b[1], b[2])) + p[V_MARGIN]):
+                k = 1.0 - t
+                su = su + level * k
+                sk = sk + k
+                n = n + 1
+    if n < VEIL_MIN_VOTES:
+        return 0
+    air[0] = fminf(su / sk, 255.0)
+    air[1] = air[0]
+    air[2] = air[0]
+    return 1
+
+
+cdef void _refine_airlight(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] ref,
+                           const float* p, float* air) noexcept nogil:
+    # One alternating least-squares step: t per cell given A, then per channel
+    # A_c = sum k (I_c - t B_c) / sum k^2 over the cells that fit a moderate veil. The result keeps
+    # a bounded tint around its grey level and moves A by V_AIR_ALPHA.
+    cdef int gh = mean.shape[0]
+    cdef int gw = mean.shape[1]
+    cdef int y, x, c, n = 0
+    cdef double num[3]
+    cdef double kk = 0.0
+    cdef float t, k, resid, m, lo, hi, est, chroma2 = p[V_CHROMA] * p[V_CHROMA]
+    cdef const float* b
+    cdef const float* i
+    num[0] = 0.0
+    num[1] = 0.0
+    num[2] = 0.0
+    for y in range(gh):
+        for x in range(gw):
+            b = &ref[y, x, 0]
+            i = &mean[y, x, 0]
+            if not inside[y, x] or _chroma2(b) < chroma2:
+                continue
+            if fminf(air[0] - b[0], fminf(air[1] - b[1], air[2] - b[2])) < p[V_MARGIN]:
+                continue
+            t = _fit_t(air, b, i, &resid)
+            if p[V_T_MIN] <= t <= p[V_T_CLEAR] and resid <= p[V_TOL] + p[V_TOL_REL] * _change(b, i):
+                k = 1.0 - t
+                for c in range(3):
+                    num[c] = num[c] + k * (i[c] - t * b[c])
+                kk = kk + k * k
+                n = n + 1
+    if n < VEIL_MIN_VOTES:
+        return
+    m = <float>((num[0] + num[1] + num[2]) / (3.0 * kk))
+    lo = m * (1.0 - p[V_TINT])
+    hi = m * (1.0 + p[V_TINT])
+    for c in range(3):
+        est = _clampf(_clampf(<float>(num[c] / kk), lo, hi), 64.0, 255.0)
+        air[c] = air[c] + p[V_AIR_ALPHA] * (est - air[c])
+
+
+cdef void _morph3(const u8[:, ::1] src, const u8[:, ::1] keep, u8[:, ::1] dst, bint erode) noexcept nogil:
+    # 3 x 3 erosion (outside the grid counts as 0) or dilation; a dilation only adds cells where
+    # `keep` is set (geodesic growth), and always keeps the cells already set.
+    cdef int gh = src.shape[0]
+    cdef int gw = src.shape[1]
+    cdef int y, x, dy, dx, yy, xx
+    cdef u8 v
+    for y in range(gh):
+        for x in range(gw):
+            if erode:
+                v = 1
+                for dy in range(-1, 2):
+                    for dx in range(-1, 2):
+                        yy = y + dy
+                        xx = x + dx
+                        if yy < 0 or yy >= gh or xx < 0 or xx >= gw or not src[yy, xx]:
+                            v = 0
+            else:
+                v = src[y, x]
+                if not v and keep[y, x]:
+                    for dy in range(-1, 2):
+                        for dx in range(-1, 2):
+                            yy = y + dy
+                            xx = x + dx
+                            if 0 <= yy < gh and 0 <= xx < gw and src[yy, xx]:
+                                v = 1
+            dst[y, x] = v
+
+
+def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] ref, float[:, ::1] gate,
+               float[:, ::1] held, u8[:, ::1] flags, float[:, ::1] tfit, u8[:, :, ::1] masks,
+               double[::1] airlight, const float[::1] params, float strength, float t0, int grow, int refine,
+               float[:, ::1] t_local):
+    """Per-cell veil of the current frame against each cell's clear reference; statistics only.
+
+    Per cell, `ref` is the mean colour of the cell when last clear. A grey veil of airlight A gives
+    I = t * B + (1 - t) * A, the same t for every channel; a grey instrument or an exposure change
+    does not fit that on coloured tissue. A is pooled over the cells that fit (bootstrapped with a
+    grey level, refined per channel with a bounded tint) and kept in `airlight` (index 3: known).
+    Evidence is a veil in two frames in a row on coloured cells, opened 3 x 3 (a plume is a blob,
+    the moving edge of an instrument a line), then grown up to `grow` cells into grey cells that fit
+    the veil too (an instrument inside the plume). Each cell's gate rises fast and falls slowly;
+    `t_local` = 1 - strength * gate * (1 - t) inside the disc, 1 outside.
+
+    The reference is held while a cell fits a veil, follows a cell that is as clear as it or
+    clearer, and jumps to the current mean when the change is not a veil (a new object, motion).
+    `masks` is (4, gh, gw) scratch. Returns (smoke cells, cells that jumped, cells inside, max gate).
+    """
+    cdef int gh = mean.shape[0]
+    cdef int gw = mean.shape[1]
+    cdef int y, x, c, step, smoke_cells = 0, jumped = 0, count = 0, strong_cells = 0
+    cdef float air[3]
+    cdef float t, resid, level, tol, chroma2, e, g, top = 0.0
+    cdef bint known, coloured, consistent, veiled
+    cdef const float* p = &params[0]
+    cdef float* b
+    cdef const float* i
+    cdef u8 prev
+    chroma2 = p[V_CHROMA] * p[V_CHROMA]
+    with nogil:
+        for c in range(3):
+            air[c] = <float>airlight[c]
+        known = airlight[3] > 0.0
+        if not known:
+            known = _bootstrap_airlight(mean, inside, ref, p, air)
+        if known:
+            for step in range(refine):
+                _refine_airlight(mean, inside, ref, p, air)
+        for y in range(gh):
+            for x in range(gw):
+                masks[0, y, x] = 0
+                masks[1, y, x] = 0
+                prev = flags[y, x]
+                flags[y, x] = 0
+                tfit[y, x] = 1.0
+                if not inside[y, x]:
+                    continue
+                count = count + 1
+                b = &ref[y, x, 0]
+                i = &mean[y, x, 0]
+                tol = p[V_TOL] + p[V_TOL_REL] * _change(b, i)
+                coloured = _chroma2(b) >= chroma2
+                if known:
+                    t = _fit_t(air, b, i, &resid)
+                elif coloured:
+                    t = _fit_grey(b, i, &resid, &level)
+                else:
+                    t = 1.0
+                    resid = 1e30
+                consistent = resid <= tol
+                veiled = consistent and p[V_T_MIN] <= t < p[V_T_CLEAR]
+                tfit[y, x] = t
+                if veiled and coloured:
+                    flags[y, x] = F_STRONG
+                    if prev & F_STRONG:
+                        masks[0, y, x] = 1
+                        strong_cells = strong_cells + 1
+                elif veiled and known:
+                    flags[y, x] = F_WEAK
+                    if prev & F_WEAK:
+                        masks[1, y, x] = 1
+                if consistent:
+                    if t >= 1.0:
+                        for c in range(3):
+                            b[c] = b[c] + p[V_FOLLOW] * (i[c] - b[c])
+                elif _change(b, i) > tol:
+                    for c in range(3):
+                        b[c] = i[c]
+                    jumped = jumped + 1
+                else:
+                    for c in range(3):
+                        b[c] = b[c] + p[V_FOLLOW] * (i[c] - b[c])
+        if strong_cells:
+            _morph3(masks[0], masks[0], masks[2], True)
+            _morph3(masks[2], masks[0], masks[3], False)  # opening: the eroded set dilated within itself
+            for step in range(grow):
+                _morph3(masks[3], masks[1], masks[2], False)
+                masks[3, :, :] = masks[2, :, :]
+        for y in range(gh):
+            for x in range(gw):
+                e = 1.0 if strong_cells and masks[3, y, x] else 0.0
+                g = gate[y, x]
+                g = g + (p[V_ATTACK] if e > g else p[V_RELEASE]) * (e - g)
+                if g < 0.01:
+                    g = 0.0
+                gate[y, x] = g
+                if e > 0.0:
+                    held[y, x] = _clampf(tfit[y, x], t0, 1.0)
+                    smoke_cells = smoke_cells + 1
+                top = fmaxf(top, g)
+                t_local[y, x] = 1.0 - strength * g * (1.0 - held[y, x]) if inside[y, x] else 1.0
+        for c in range(3):
+            airlight[c] = air[c]
+        airlight[3] = 1.0 if known else 0.0
+    return smoke_cells, jumped, count, top
