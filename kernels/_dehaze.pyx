@@ -791,10 +791,12 @@ cdef enum:
     V_AIR_ALPHA = 10   # EMA weight of the newest airlight estimate
     V_PARAMS = 11
 
-# Bits of the per-cell flags: veiled in the previous frame (coloured cell / grey cell).
+# Bits of the per-cell flags: veiled in the previous frame (coloured cell / grey cell); this frame's
+# change fits the veil model.
 cdef enum:
     F_STRONG = 1
     F_WEAK = 2
+    F_FITS = 4
 
 cdef int VEIL_MIN_VOTES = 4  # cells needed to (re-)estimate the airlight
 VEIL_PARAMS = V_PARAMS
@@ -953,7 +955,8 @@ def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] 
     Evidence is a veil in two frames in a row on coloured cells, opened 3 x 3 (a plume is a blob,
     the moving edge of an instrument a line), then grown up to `grow` cells into grey cells that fit
     the veil too (an instrument inside the plume). Each cell's gate rises fast and falls slowly;
-    `t_local` = 1 - strength * gate * (1 - t) inside the disc, 1 outside.
+    `t_local` = 1 - strength * gate * (1 - t) inside the disc, 1 outside, with t the cell's last
+    measured t while its change fits the veil model (held through frames where it does not).
 
     The reference is held while a cell fits a veil, follows a cell that is as clear as it or
     clearer, and jumps to the current mean when the change is not a veil (a new object, motion).
@@ -1003,13 +1006,15 @@ def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] 
                 consistent = resid <= tol
                 veiled = consistent and p[V_T_MIN] <= t < p[V_T_CLEAR]
                 tfit[y, x] = t
+                if consistent and t >= p[V_T_MIN]:
+                    flags[y, x] = F_FITS
                 if veiled and coloured:
-                    flags[y, x] = F_STRONG
+                    flags[y, x] = flags[y, x] | F_STRONG
                     if prev & F_STRONG:
                         masks[0, y, x] = 1
                         strong_cells = strong_cells + 1
                 elif veiled and known:
-                    flags[y, x] = F_WEAK
+                    flags[y, x] = flags[y, x] | F_WEAK
                     if prev & F_WEAK:
                         masks[1, y, x] = 1
                 if consistent:
@@ -1037,12 +1042,31 @@ def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] 
                 if g < 0.01:
                     g = 0.0
                 gate[y, x] = g
-                if e > 0.0:
+                if e > 0.0 or flags[y, x] & F_FITS:
+                    # t follows the measurement whenever the veil model fits; the gate's slow release
+                    # only bridges frames without evidence, it never keeps a stale t on a clear cell.
                     held[y, x] = _clampf(tfit[y, x], t0, 1.0)
-                    smoke_cells = smoke_cells + 1
+                smoke_cells = smoke_cells + (e > 0.0)
                 top = fmaxf(top, g)
                 t_local[y, x] = 1.0 - strength * g * (1.0 - held[y, x]) if inside[y, x] else 1.0
         for c in range(3):
             airlight[c] = air[c]
         airlight[3] = 1.0 if known else 0.0
     return smoke_cells, jumped, count, top
+
+
+def pin_clear_cells(const float[:, ::1] gate, float[:, ::1] a, float[:, ::1] b):
+    """Guided-filter coefficients t = 0 * luma + 1 on every cell whose local gate is closed.
+
+    The filter's window (many cells) would otherwise carry a local plume's correction into the
+    clear view around it; pinned, it reaches at most one cell (the bilinear upsampling) past it.
+    """
+    cdef int gh = gate.shape[0]
+    cdef int gw = gate.shape[1]
+    cdef int y, x
+    with nogil:
+        for y in range(gh):
+            for x in range(gw):
+                if gate[y, x] <= 0.0:
+                    a[y, x] = 0.0
+                    b[y, x] = 1.0

@@ -330,7 +330,8 @@ class Dehazer:
             np.minimum(self._local_t, combined, out=self._local_t)
             _dehaze.guided_coefficients(self._luma, self._local_t, tune.gf_radius, tune.gf_eps, self._work,
                                         self._acc, self._coeffs)
-            if effect <= 0.0:
+            if effect <= 0.0:  # a local veil in a clear view: the clear cells stay exactly as they are
+                _dehaze.pin_clear_cells(self._gate, self._a, self._b)
                 airlight = tuple(float(c) for c in self._veil_airlight[:3])
         elif not gated:
             _dehaze.guided_coefficients(self._luma, self._t, tune.gf_radius, tune.gf_eps, self._work,
