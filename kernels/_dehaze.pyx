@@ -789,7 +789,8 @@ cdef enum:
     V_ATTACK = 8       # gate rate towards 1 (smoke appears) ...
     V_RELEASE = 9      # ... and towards 0 (smoke gone)
     V_AIR_ALPHA = 10   # EMA weight of the newest airlight estimate
-    V_PARAMS = 11
+    V_STILL = 11       # a cell whose channels all moved less than this (codes) is unchanged
+    V_PARAMS = 12
 
 # Bits of the per-cell flags: veiled in the previous frame (coloured cell / grey cell); this frame's
 # change fits the veil model.
@@ -799,7 +800,6 @@ cdef enum:
     F_FITS = 4
 
 cdef int VEIL_MIN_VOTES = 4  # cells needed to (re-)estimate the airlight
-VEIL_PARAMS = V_PARAMS
 
 
 cdef inline float _chroma2(const float* b) noexcept nogil:
@@ -840,88 +840,30 @@ cdef inline float _fit_grey(const float* b, const float* i, float* resid, float*
     return 1.0 - k
 
 
-cdef int _bootstrap_airlight(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] ref,
-                             const float* p, float* air) noexcept nogil:
-    # Pooled grey veil level sum(u) / sum(k) over the cells whose change fits a grey veil of moderate
-    # density that is brighter than the tissue under it (darkening and exposure changes are not).
-    cdef int gh = mean.shape[0]
-    cdef int gw = mean.shape[1]
-    cdef int y, x, n = 0
-    cdef double su = 0.0, sk = 0.0
-    cdef float t, resid, level, k, chroma2 = p[V_CHROMA] * p[V_CHROMA]
-    cdef const float* b
-    cdef const float* i
-    for y in range(gh):
-        for x in range(gw):
-            b = &ref[y, x, 0]
-            i = &mean[y, x, 0]
-            if not inside[y, x] or _chroma2(b) < chroma2:
-                continue
-            t = _fit_grey(b, i, &resid, &level)
-            if (p[V_T_MIN] <= t <= p[V_T_CLEAR] and resid <= p[V_TOL] + p[V_TOL_REL] * _change(b, i)
-                    and level >= fmaxf(b[0], fmaxf(b[1], b[2])) + p[V_MARGIN]):
-                k = 1.0 - t
-                su = su + level * k
-                sk = sk + k
-                n = n + 1
-    if n < VEIL_MIN_VOTES:
-        return 0
-    air[0] = fminf(su / sk, 255.0)
-    air[1] = air[0]
-    air[2] = air[0]
-    return 1
-
-
-cdef void _refine_airlight(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] ref,
-                           const float* p, float* air) noexcept nogil:
-    # One alternating least-squares step: t per cell given A, then per channel
-    # A_c = sum k (I_c - t B_c) / sum k^2 over the cells that fit a moderate veil. The result keeps
-    # a bounded tint around its grey level and moves A by V_AIR_ALPHA.
-    cdef int gh = mean.shape[0]
-    cdef int gw = mean.shape[1]
-    cdef int y, x, c, n = 0
-    cdef double num[3]
-    cdef double kk = 0.0
-    cdef float t, k, resid, m, lo, hi, est, chroma2 = p[V_CHROMA] * p[V_CHROMA]
-    cdef const float* b
-    cdef const float* i
-    num[0] = 0.0
-    num[1] = 0.0
-    num[2] = 0.0
-    for y in range(gh):
-        for x in range(gw):
-            b = &ref[y, x, 0]
-            i = &mean[y, x, 0]
-            if not inside[y, x] or _chroma2(b) < chroma2:
-                continue
-            if fminf(air[0] - b[0], fminf(air[1] - b[1], air[2] - b[2])) < p[V_MARGIN]:
-                continue
-            t = _fit_t(air, b, i, &resid)
-            if p[V_T_MIN] <= t <= p[V_T_CLEAR] and resid <= p[V_TOL] + p[V_TOL_REL] * _change(b, i):
-                k = 1.0 - t
-                for c in range(3):
-                    num[c] = num[c] + k * (i[c] - t * b[c])
-                kk = kk + k * k
-                n = n + 1
-    if n < VEIL_MIN_VOTES:
-        return
-    m = <float>((num[0] + num[1] + num[2]) / (3.0 * kk))
-    lo = m * (1.0 - p[V_TINT])
-    hi = m * (1.0 + p[V_TINT])
+cdef void _move_airlight(const double* num, double kk, const float* p, float* air) noexcept nogil:
+    # One alternating least-squares step, accumulated by the caller over the cells that fit a
+    # moderate veil with t from the current A: A_c = sum k (I_c - t B_c) / sum k^2. The estimate
+    # keeps a bounded tint around its grey level; A moves towards it by V_AIR_ALPHA.
+    cdef int c
+    cdef float m = <float>((num[0] + num[1] + num[2]) / (3.0 * kk))
+    cdef float lo = m * (1.0 - p[V_TINT])
+    cdef float hi = m * (1.0 + p[V_TINT])
+    cdef float est
     for c in range(3):
         est = _clampf(_clampf(<float>(num[c] / kk), lo, hi), 64.0, 255.0)
         air[c] = air[c] + p[V_AIR_ALPHA] * (est - air[c])
 
 
-cdef void _morph3(const u8[:, ::1] src, const u8[:, ::1] keep, u8[:, ::1] dst, bint erode) noexcept nogil:
-    # 3 x 3 erosion (outside the grid counts as 0) or dilation; a dilation only adds cells where
-    # `keep` is set (geodesic growth), and always keeps the cells already set.
+cdef void _morph3(const u8[:, ::1] src, const u8[:, ::1] keep, u8[:, ::1] dst, bint erode,
+                  int y0, int y1, int x0, int x1) noexcept nogil:
+    # 3 x 3 erosion (outside the grid counts as 0) or dilation of the window [y0, y1) x [x0, x1);
+    # a dilation only adds cells where `keep` is set (geodesic growth), and keeps those already set.
     cdef int gh = src.shape[0]
     cdef int gw = src.shape[1]
     cdef int y, x, dy, dx, yy, xx
     cdef u8 v
-    for y in range(gh):
-        for x in range(gw):
+    for y in range(y0, y1):
+        for x in range(x0, x1):
             if erode:
                 v = 1
                 for dy in range(-1, 2):
@@ -944,14 +886,15 @@ cdef void _morph3(const u8[:, ::1] src, const u8[:, ::1] keep, u8[:, ::1] dst, b
 
 def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] ref, float[:, ::1] gate,
                float[:, ::1] held, u8[:, ::1] flags, float[:, ::1] tfit, u8[:, :, ::1] masks,
-               double[::1] airlight, const float[::1] params, float strength, float t0, int grow, int refine,
-               float[:, ::1] t_local):
+               double[::1] airlight, const float[::1] params, float strength, float t0, int grow,
+               float[:, ::1] t_local, float open_gate):
     """Per-cell veil of the current frame against each cell's clear reference; statistics only.
 
     Per cell, `ref` is the mean colour of the cell when last clear. A grey veil of airlight A gives
     I = t * B + (1 - t) * A, the same t for every channel; a grey instrument or an exposure change
     does not fit that on coloured tissue. A is pooled over the cells that fit (bootstrapped with a
     grey level, refined per channel with a bounded tint) and kept in `airlight` (index 3: known).
+    A cell that has not changed from its reference (noise) is clear and costs no fit.
     Evidence is a veil in two frames in a row on coloured cells, opened 3 x 3 (a plume is a blob,
     the moving edge of an instrument a line), then grown up to `grow` cells into grey cells that fit
     the veil too (an instrument inside the plume). Each cell's gate rises fast and falls slowly;
@@ -960,28 +903,33 @@ def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] 
 
     The reference is held while a cell fits a veil, follows a cell that is as clear as it or
     clearer, and jumps to the current mean when the change is not a veil (a new object, motion).
-    `masks` is (4, gh, gw) scratch. Returns (smoke cells, cells that jumped, cells inside, max gate).
+    `masks` is (4, gh, gw) scratch. `open_gate` is the largest gate after the previous frame: with
+    no gate open and no evidence, gates, t and `t_local` are left as they are (unused).
+    Returns (smoke cells, cells that jumped, cells inside, max gate).
     """
     cdef int gh = mean.shape[0]
     cdef int gw = mean.shape[1]
-    cdef int y, x, c, step, smoke_cells = 0, jumped = 0, count = 0, strong_cells = 0
+    cdef int y, x, c, step, smoke_cells = 0, jumped = 0, count = 0, strong_cells = 0, votes = 0
+    cdef int y0 = gh, y1 = 0, x0 = gw, x1 = 0
     cdef float air[3]
-    cdef float t, resid, level, tol, chroma2, e, g, top = 0.0
-    cdef bint known, coloured, consistent, veiled
+    cdef float t, k, resid, level, tol, change, chroma2, e, g, top = 0.0
+    cdef double su = 0.0, sk = 0.0, kk = 0.0
+    cdef double num[3]
+    cdef bint known, coloured, brighter, consistent, veiled
     cdef const float* p = &params[0]
     cdef float* b
     cdef const float* i
     cdef u8 prev
+    if params.shape[0] != V_PARAMS:
+        raise ValueError(f"local_veil needs {V_PARAMS} parameters, got {params.shape[0]}")
     chroma2 = p[V_CHROMA] * p[V_CHROMA]
     with nogil:
         for c in range(3):
             air[c] = <float>airlight[c]
         known = airlight[3] > 0.0
-        if not known:
-            known = _bootstrap_airlight(mean, inside, ref, p, air)
-        if known:
-            for step in range(refine):
-                _refine_airlight(mean, inside, ref, p, air)
+        num[0] = 0.0
+        num[1] = 0.0
+        num[2] = 0.0
         for y in range(gh):
             for x in range(gw):
                 masks[0, y, x] = 0
@@ -994,17 +942,37 @@ def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] 
                 count = count + 1
                 b = &ref[y, x, 0]
                 i = &mean[y, x, 0]
-                tol = p[V_TOL] + p[V_TOL_REL] * _change(b, i)
+                change = _change(b, i)
+                if change < p[V_STILL]:
+                    flags[y, x] = F_FITS  # as clear as its reference, which stays as it is
+                    continue
+                tol = p[V_TOL] + p[V_TOL_REL] * change
                 coloured = _chroma2(b) >= chroma2
+                brighter = True
                 if known:
                     t = _fit_t(air, b, i, &resid)
+                    if (coloured and p[V_T_MIN] <= t <= p[V_T_CLEAR] and resid <= tol
+                            and fminf(air[0] - b[0], fminf(air[1] - b[1], air[2] - b[2])) >= p[V_MARGIN]):
+                        k = 1.0 - t
+                        for c in range(3):
+                            num[c] = num[c] + k * (i[c] - t * b[c])
+                        kk = kk + k * k
+                        votes = votes + 1
                 elif coloured:
+                    # No airlight yet: fit a grey veil of any level, and pool that level over the
+                    # cells where it is a moderate veil brighter than the tissue under it
+                    # (darkening and exposure changes are not); A is known from the next frame.
                     t = _fit_grey(b, i, &resid, &level)
+                    brighter = level >= fmaxf(b[0], fmaxf(b[1], b[2])) + p[V_MARGIN]
+                    if brighter and p[V_T_MIN] <= t <= p[V_T_CLEAR] and resid <= tol:
+                        su = su + level * (1.0 - t)
+                        sk = sk + (1.0 - t)
+                        votes = votes + 1
                 else:
                     t = 1.0
                     resid = 1e30
                 consistent = resid <= tol
-                veiled = consistent and p[V_T_MIN] <= t < p[V_T_CLEAR]
+                veiled = consistent and brighter and p[V_T_MIN] <= t < p[V_T_CLEAR]
                 tfit[y, x] = t
                 if consistent and t >= p[V_T_MIN]:
                     flags[y, x] = F_FITS
@@ -1013,6 +981,10 @@ def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] 
                     if prev & F_STRONG:
                         masks[0, y, x] = 1
                         strong_cells = strong_cells + 1
+                        y0 = min(y0, y)
+                        y1 = max(y1, y + 1)
+                        x0 = min(x0, x)
+                        x1 = max(x1, x + 1)
                 elif veiled and known:
                     flags[y, x] = flags[y, x] | F_WEAK
                     if prev & F_WEAK:
@@ -1021,20 +993,37 @@ def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] 
                     if t >= 1.0:
                         for c in range(3):
                             b[c] = b[c] + p[V_FOLLOW] * (i[c] - b[c])
-                elif _change(b, i) > tol:
+                elif change > tol:
                     for c in range(3):
                         b[c] = i[c]
                     jumped = jumped + 1
                 else:
                     for c in range(3):
                         b[c] = b[c] + p[V_FOLLOW] * (i[c] - b[c])
+        if known and votes >= VEIL_MIN_VOTES:
+            _move_airlight(num, kk, p, air)  # for the next frame
+        elif not known and votes >= VEIL_MIN_VOTES:
+            air[0] = fminf(su / sk, 255.0)
+            air[1] = air[0]
+            air[2] = air[0]
+            known = True
         if strong_cells:
-            _morph3(masks[0], masks[0], masks[2], True)
-            _morph3(masks[2], masks[0], masks[3], False)  # opening: the eroded set dilated within itself
+            # Only the window around the evidence can change: the opening stays inside the evidence's
+            # bounding box, the growth reaches `grow` cells past it.
+            masks[2, :, :] = 0
+            masks[3, :, :] = 0
+            _morph3(masks[0], masks[0], masks[2], True, y0, y1, x0, x1)
+            _morph3(masks[2], masks[0], masks[3], False, y0, y1, x0, x1)  # opening: dilated within itself
             for step in range(grow):
-                _morph3(masks[3], masks[1], masks[2], False)
-                masks[3, :, :] = masks[2, :, :]
-        for y in range(gh):
+                y0 = max(y0 - 1, 0)
+                y1 = min(y1 + 1, gh)
+                x0 = max(x0 - 1, 0)
+                x1 = min(x1 + 1, gw)
+                _morph3(masks[3], masks[1], masks[2], False, y0, y1, x0, x1)
+                for y in range(y0, y1):
+                    for x in range(x0, x1):
+                        masks[3, y, x] = masks[2, y, x]
+        for y in range(gh if strong_cells or open_gate > 0.0 else 0):
             for x in range(gw):
                 e = 1.0 if strong_cells and masks[3, y, x] else 0.0
                 g = gate[y, x]

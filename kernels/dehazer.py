@@ -66,6 +66,7 @@ class Tuning:
     veil_release: float = 0.15    # ... and when it goes
     veil_grow: int = 6            # cells the smoke mask may grow into grey cells that fit the veil
     veil_cut: float = 0.5         # share of cells whose reference is replaced in one frame: a scene cut
+    veil_still: float = 1.0       # a cell whose channels all moved less than this (codes) is unchanged
 
     def validated(self) -> Tuning:
         checks = {
@@ -97,6 +98,7 @@ class Tuning:
             "veil_release": 0.0 < self.veil_release <= 1.0,
             "veil_grow": 0 <= self.veil_grow <= 64,
             "veil_cut": 0.0 < self.veil_cut <= 1.0,
+            "veil_still": 0.0 <= self.veil_still <= self.veil_tolerance,
         }
         for name, ok in checks.items():
             if not ok:
@@ -105,8 +107,7 @@ class Tuning:
 
 
 AUTO_GRID_WIDTH = 1024  # widest frame a grid step of 4 pixels serves
-VEIL_AIRLIGHT_ALPHA = 0.5  # EMA weight of each refinement of the local airlight
-VEIL_REFINE_STEPS = 3      # alternating least-squares steps of the local airlight per frame
+VEIL_AIRLIGHT_ALPHA = 0.5  # weight of each frame's least-squares step of the local airlight
 
 
 def resolve_subsample(tuning: Tuning, width: int) -> Tuning:
@@ -205,6 +206,7 @@ class Dehazer:
 
     def _reset_local_veil(self) -> None:
         self._references_valid = False
+        self._open_gate = 0.0
         self._gate.fill(0.0)
         self._held.fill(1.0)
         self._flags.fill(0)
@@ -272,7 +274,8 @@ class Dehazer:
         tune = self.tuning
         self._veil_params = np.array([tune.veil_t_min, tune.veil_t_clear, tune.veil_tolerance,
                                       tune.veil_tolerance_rel, tune.veil_chroma, tune.veil_margin, tune.veil_tint,
-                                      tune.veil_follow, tune.veil_attack, tune.veil_release, VEIL_AIRLIGHT_ALPHA],
+                                      tune.veil_follow, tune.veil_attack, tune.veil_release, VEIL_AIRLIGHT_ALPHA,
+                                      tune.veil_still],
                                      np.float32)
         self._grid_rows = np.zeros(2 * self.threads, np.int32)
         self._rows = np.zeros((4 * self.threads, self.width), f32)
@@ -321,6 +324,7 @@ class Dehazer:
         t_estimate = clock()
 
         local = self._local_veil(disc) > 0.0
+        t_local = clock()
         gated = (effect <= 0.0 and not local) or disc is None
         if local:
             # t' = min(1 - effect * (1 - t), local t) on the grid, then refined like the whole-frame t.
@@ -367,7 +371,8 @@ class Dehazer:
             "timings_ms": {
                 "stats": (t_stats - t_begin) * 1e3,
                 "estimate": (t_estimate - t_stats) * 1e3,
-                "filter": (t_filter - t_estimate) * 1e3,
+                "local": (t_local - t_estimate) * 1e3,
+                "filter": (t_filter - t_local) * 1e3,
                 "recover": (t_end - t_filter) * 1e3,
                 "total": (t_end - t_begin) * 1e3,
             },
@@ -386,7 +391,8 @@ class Dehazer:
         cells, replaced, inside, top = _dehaze.local_veil(
             self._mean, self._inside, self._references, self._gate, self._held, self._flags, self._local_fit,
             self._masks, self._veil_airlight, self._veil_params, self._strength, tune.t0, tune.veil_grow,
-            VEIL_REFINE_STEPS, self._local_t)
+            self._local_t, self._open_gate)
+        self._open_gate = top
         if inside and replaced > tune.veil_cut * inside:
             self._reset_local_veil()
             np.copyto(self._references, self._mean)

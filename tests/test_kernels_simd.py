@@ -75,8 +75,6 @@ def test_simd_and_scalar_recovery_give_identical_bytes(scalar_module, width, in_
 def test_local_veil_state_is_identical_in_the_scalar_build(scalar_module):
     from test_kernels_veil import HEIGHT, WIDTH, PlumeScene
 
-    from kernels.dehazer import VEIL_REFINE_STEPS
-
     dehazer = Dehazer(WIDTH, HEIGHT, local_veil=0)  # supplies each frame's grid statistics only
     names = ("_references", "_gate", "_held", "_flags", "_local_fit", "_masks", "_veil_airlight", "_local_t")
     twins = [{name: getattr(dehazer, name).copy() for name in names} for _ in range(2)]
@@ -91,7 +89,7 @@ def test_local_veil_state_is_identical_in_the_scalar_build(scalar_module):
             results.append(module.local_veil(
                 dehazer._mean, dehazer._inside, twin["_references"], twin["_gate"], twin["_held"], twin["_flags"],
                 twin["_local_fit"], twin["_masks"], twin["_veil_airlight"], dehazer._veil_params,
-                dehazer.strength, tune.t0, tune.veil_grow, VEIL_REFINE_STEPS, twin["_local_t"]))
+                dehazer.strength, tune.t0, tune.veil_grow, twin["_local_t"], float(twin["_gate"].max())))
         assert results[0] == results[1]
         for name in names:
             assert np.array_equal(twins[0][name], twins[1][name]), name
