@@ -902,7 +902,9 @@ def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] 
     measured t while its change fits the veil model (held through frames where it does not).
 
     The reference is held while a cell fits a veil, follows a cell that is as clear as it or
-    clearer, and jumps to the current mean when the change is not a veil (a new object, motion).
+    clearer, and jumps to the current mean when the change is not a veil (a new object, motion); under
+    an open gate it jumps to the current mean with the cell's held veil removed, so motion inside a
+    plume does not make the veiled tissue the new clear reference.
     `masks` is (4, gh, gw) scratch. `open_gate` is the largest gate after the previous frame: with
     no gate open and no evidence, gates, t and `t_local` are left as they are (unused).
     Returns (smoke cells, cells that jumped, cells inside, max gate).
@@ -912,7 +914,7 @@ def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] 
     cdef int y, x, c, step, smoke_cells = 0, jumped = 0, count = 0, strong_cells = 0, votes = 0
     cdef int y0 = gh, y1 = 0, x0 = gw, x1 = 0
     cdef float air[3]
-    cdef float t, k, resid, level, tol, change, chroma2, e, g, top = 0.0
+    cdef float t, k, resid, level, tol, change, chroma2, e, g, th, top = 0.0
     cdef double su = 0.0, sk = 0.0, kk = 0.0
     cdef double num[3]
     cdef bint known, coloured, brighter, consistent, veiled
@@ -994,8 +996,11 @@ def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] 
                         for c in range(3):
                             b[c] = b[c] + p[V_FOLLOW] * (i[c] - b[c])
                 elif change > tol:
+                    # Not a veil: a new object or motion. Under an open gate the veil is assumed to
+                    # stay, so the new reference is the current mean with the held veil removed.
+                    th = held[y, x] if known and gate[y, x] > 0.0 else 1.0
                     for c in range(3):
-                        b[c] = i[c]
+                        b[c] = _clampf((i[c] - (1.0 - th) * air[c]) / th, 0.0, 255.0)
                     jumped = jumped + 1
                 else:
                     for c in range(3):
