@@ -14,7 +14,7 @@ The per-row work is independent, so output is byte-identical for any thread coun
 """
 
 from cython.parallel cimport prange, threadid
-from libc.math cimport sqrtf, floorf, ceilf, fminf, fmaxf
+from libc.math cimport sqrtf, floorf, ceilf, fminf, fmaxf, fabsf
 from libc.string cimport memcpy
 
 ctypedef unsigned char u8
@@ -772,3 +772,295 @@ def recover_nv12(const u8[:, ::1] src, u8[:, ::1] dst, int height, int s,
             for j in range(pairs):
                 _recover_nv12_pair(src, dst, j, height, s, a, b, &cache, &gains[0, 0], &gains[1, 0],
                                    iy, iu, iv, t0, cx, cy, r, in_place)
+
+
+# ------------------------------------------------------------------ local veil against a per-cell clear reference
+
+# Indices into the float parameter array of `local_veil` (built once per Dehazer from its Tuning).
+cdef enum:
+    V_T_MIN = 0        # lowest transmission a veil may have; an opaque object fits only with t ~ 0
+    V_T_CLEAR = 1      # a cell whose t reaches this is clear
+    V_TOL = 2          # model residual allowed, codes ...
+    V_TOL_REL = 3      # ... plus this share of the cell's change
+    V_CHROMA = 4       # reference channel spread (root of the summed squares) a cell needs to show a veil alone
+    V_MARGIN = 5       # a cell votes for the airlight only if A exceeds each channel by this
+    V_TINT = 6         # largest offset of an airlight channel from their mean, as a share of the mean
+    V_FOLLOW = 7       # rate at which a clear cell's reference follows it
+    V_ATTACK = 8       # gate rate towards 1 (smoke appears) ...
+    V_RELEASE = 9      # ... and towards 0 (smoke gone)
+    V_AIR_ALPHA = 10   # EMA weight of the newest airlight estimate
+    V_STILL = 11       # a cell whose channels all moved less than this (codes) is unchanged
+    V_PARAMS = 12
+
+# Bits of the per-cell flags: veiled in the previous frame (coloured cell / grey cell); this frame's
+# change fits the veil model.
+cdef enum:
+    F_STRONG = 1
+    F_WEAK = 2
+    F_FITS = 4
+
+cdef int VEIL_MIN_VOTES = 4  # cells needed to (re-)estimate the airlight
+
+
+cdef inline float _chroma2(const float* b) noexcept nogil:
+    cdef float m = (b[0] + b[1] + b[2]) * (1.0 / 3.0)
+    return (b[0] - m) * (b[0] - m) + (b[1] - m) * (b[1] - m) + (b[2] - m) * (b[2] - m)
+
+
+cdef inline float _change(const float* b, const float* i) noexcept nogil:
+    return fmaxf(fabsf(i[0] - b[0]), fmaxf(fabsf(i[1] - b[1]), fabsf(i[2] - b[2])))
+
+
+cdef inline float _fit_t(const float* air, const float* b, const float* i, float* resid) noexcept nogil:
+    # I = t * B + (1 - t) * A, least squares over the channels: A - I = t * (A - B). Returns t and
+    # the largest channel residual. Channels where A is close to B carry no weight, as they should.
+    cdef float s0 = air[0] - b[0], s1 = air[1] - b[1], s2 = air[2] - b[2]
+    cdef float d0 = air[0] - i[0], d1 = air[1] - i[1], d2 = air[2] - i[2]
+    cdef float den = s0 * s0 + s1 * s1 + s2 * s2
+    cdef float t = 1.0
+    if den > 1.0:
+        t = (d0 * s0 + d1 * s1 + d2 * s2) / den
+    resid[0] = fmaxf(fabsf(d0 - t * s0), fmaxf(fabsf(d1 - t * s1), fabsf(d2 - t * s2)))
+    return t
+
+
+cdef inline float _fit_grey(const float* b, const float* i, float* resid, float* veil_level) noexcept nogil:
+    # Without a known airlight: I - B = u - k * B with one grey level a = u / k for all channels
+    # (k = 1 - t). Identifiable only on coloured cells. Returns t = 1 - k.
+    cdef float bm = (b[0] + b[1] + b[2]) * (1.0 / 3.0)
+    cdef float e0 = i[0] - b[0], e1 = i[1] - b[1], e2 = i[2] - b[2]
+    cdef float em = (e0 + e1 + e2) * (1.0 / 3.0)
+    cdef float var_b = _chroma2(b)
+    cdef float k = 0.0, u
+    if var_b > 1e-6:
+        k = -((b[0] - bm) * (e0 - em) + (b[1] - bm) * (e1 - em) + (b[2] - bm) * (e2 - em)) / var_b
+    u = em + k * bm
+    resid[0] = fmaxf(fabsf(e0 - u + k * b[0]), fmaxf(fabsf(e1 - u + k * b[1]), fabsf(e2 - u + k * b[2])))
+    veil_level[0] = u / k if k > 1e-3 else 0.0
+    return 1.0 - k
+
+
+cdef void _move_airlight(const double* num, double kk, const float* p, float* air) noexcept nogil:
+    # One alternating least-squares step, accumulated by the caller over the cells that fit a
+    # moderate veil with t from the current A: A_c = sum k (I_c - t B_c) / sum k^2. The estimate
+    # keeps a bounded tint around its grey level; A moves towards it by V_AIR_ALPHA.
+    cdef int c
+    cdef float m = <float>((num[0] + num[1] + num[2]) / (3.0 * kk))
+    cdef float lo = m * (1.0 - p[V_TINT])
+    cdef float hi = m * (1.0 + p[V_TINT])
+    cdef float est
+    for c in range(3):
+        est = _clampf(_clampf(<float>(num[c] / kk), lo, hi), 64.0, 255.0)
+        air[c] = air[c] + p[V_AIR_ALPHA] * (est - air[c])
+
+
+cdef void _morph3(const u8[:, ::1] src, const u8[:, ::1] keep, u8[:, ::1] dst, bint erode,
+                  int y0, int y1, int x0, int x1) noexcept nogil:
+    # 3 x 3 erosion (outside the grid counts as 0) or dilation of the window [y0, y1) x [x0, x1);
+    # a dilation only adds cells where `keep` is set (geodesic growth), and keeps those already set.
+    cdef int gh = src.shape[0]
+    cdef int gw = src.shape[1]
+    cdef int y, x, dy, dx, yy, xx
+    cdef u8 v
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            if erode:
+                v = 1
+                for dy in range(-1, 2):
+                    for dx in range(-1, 2):
+                        yy = y + dy
+                        xx = x + dx
+                        if yy < 0 or yy >= gh or xx < 0 or xx >= gw or not src[yy, xx]:
+                            v = 0
+            else:
+                v = src[y, x]
+                if not v and keep[y, x]:
+                    for dy in range(-1, 2):
+                        for dx in range(-1, 2):
+                            yy = y + dy
+                            xx = x + dx
+                            if 0 <= yy < gh and 0 <= xx < gw and src[yy, xx]:
+                                v = 1
+            dst[y, x] = v
+
+
+def local_veil(float[:, :, ::1] mean, const u8[:, ::1] inside, float[:, :, ::1] ref, float[:, ::1] gate,
+               float[:, ::1] held, u8[:, ::1] flags, float[:, ::1] tfit, u8[:, :, ::1] masks,
+               double[::1] airlight, const float[::1] params, float strength, float t0, int grow,
+               float[:, ::1] t_local, float open_gate):
+    """Per-cell veil of the current frame against each cell's clear reference; statistics only.
+
+    Per cell, `ref` is the mean colour of the cell when last clear. A grey veil of airlight A gives
+    I = t * B + (1 - t) * A, the same t for every channel; a grey instrument or an exposure change
+    does not fit that on coloured tissue. A is pooled over the cells that fit (bootstrapped with a
+    grey level, refined per channel with a bounded tint) and kept in `airlight` (index 3: known).
+    A cell that has not changed from its reference (noise) is clear and costs no fit.
+    Evidence is a veil in two frames in a row on coloured cells, opened 3 x 3 (a plume is a blob,
+    the moving edge of an instrument a line), then grown up to `grow` cells into grey cells that fit
+    the veil too (an instrument inside the plume). Each cell's gate rises fast and falls slowly;
+    `t_local` = 1 - strength * gate * (1 - t) inside the disc, 1 outside, with t the cell's last
+    measured t while its change fits the veil model (held through frames where it does not).
+
+    The reference is held while a cell fits a veil, follows a cell that is as clear as it or
+    clearer, and jumps to the current mean when the change is not a veil (a new object, motion); under
+    an open gate it jumps to the current mean with the cell's held veil removed, so motion inside a
+    plume does not make the veiled tissue the new clear reference.
+    `masks` is (4, gh, gw) scratch. `open_gate` is the largest gate after the previous frame: with
+    no gate open and no evidence, gates, t and `t_local` are left as they are (unused).
+    Returns (smoke cells, cells that jumped, cells inside, max gate).
+    """
+    cdef int gh = mean.shape[0]
+    cdef int gw = mean.shape[1]
+    cdef int y, x, c, step, smoke_cells = 0, jumped = 0, count = 0, strong_cells = 0, votes = 0
+    cdef int y0 = gh, y1 = 0, x0 = gw, x1 = 0
+    cdef float air[3]
+    cdef float t, k, resid, level, tol, change, chroma2, e, g, th, top = 0.0
+    cdef double su = 0.0, sk = 0.0, kk = 0.0
+    cdef double num[3]
+    cdef bint known, coloured, brighter, consistent, veiled
+    cdef const float* p = &params[0]
+    cdef float* b
+    cdef const float* i
+    cdef u8 prev
+    if params.shape[0] != V_PARAMS:
+        raise ValueError(f"local_veil needs {V_PARAMS} parameters, got {params.shape[0]}")
+    chroma2 = p[V_CHROMA] * p[V_CHROMA]
+    with nogil:
+        for c in range(3):
+            air[c] = <float>airlight[c]
+        known = airlight[3] > 0.0
+        num[0] = 0.0
+        num[1] = 0.0
+        num[2] = 0.0
+        for y in range(gh):
+            for x in range(gw):
+                masks[0, y, x] = 0
+                masks[1, y, x] = 0
+                prev = flags[y, x]
+                flags[y, x] = 0
+                tfit[y, x] = 1.0
+                if not inside[y, x]:
+                    continue
+                count = count + 1
+                b = &ref[y, x, 0]
+                i = &mean[y, x, 0]
+                change = _change(b, i)
+                if change < p[V_STILL]:
+                    flags[y, x] = F_FITS  # as clear as its reference, which stays as it is
+                    continue
+                tol = p[V_TOL] + p[V_TOL_REL] * change
+                coloured = _chroma2(b) >= chroma2
+                brighter = True
+                if known:
+                    t = _fit_t(air, b, i, &resid)
+                    if (coloured and p[V_T_MIN] <= t <= p[V_T_CLEAR] and resid <= tol
+                            and fminf(air[0] - b[0], fminf(air[1] - b[1], air[2] - b[2])) >= p[V_MARGIN]):
+                        k = 1.0 - t
+                        for c in range(3):
+                            num[c] = num[c] + k * (i[c] - t * b[c])
+                        kk = kk + k * k
+                        votes = votes + 1
+                elif coloured:
+                    # No airlight yet: fit a grey veil of any level, and pool that level over the
+                    # cells where it is a moderate veil brighter than the tissue under it
+                    # (darkening and exposure changes are not); A is known from the next frame.
+                    t = _fit_grey(b, i, &resid, &level)
+                    brighter = level >= fmaxf(b[0], fmaxf(b[1], b[2])) + p[V_MARGIN]
+                    if brighter and p[V_T_MIN] <= t <= p[V_T_CLEAR] and resid <= tol:
+                        su = su + level * (1.0 - t)
+                        sk = sk + (1.0 - t)
+                        votes = votes + 1
+                else:
+                    t = 1.0
+                    resid = 1e30
+                consistent = resid <= tol
+                veiled = consistent and brighter and p[V_T_MIN] <= t < p[V_T_CLEAR]
+                tfit[y, x] = t
+                if consistent and t >= p[V_T_MIN]:
+                    flags[y, x] = F_FITS
+                if veiled and coloured:
+                    flags[y, x] = flags[y, x] | F_STRONG
+                    if prev & F_STRONG:
+                        masks[0, y, x] = 1
+                        strong_cells = strong_cells + 1
+                        y0 = min(y0, y)
+                        y1 = max(y1, y + 1)
+                        x0 = min(x0, x)
+                        x1 = max(x1, x + 1)
+                elif veiled and known:
+                    flags[y, x] = flags[y, x] | F_WEAK
+                    if prev & F_WEAK:
+                        masks[1, y, x] = 1
+                if consistent:
+                    if t >= 1.0:
+                        for c in range(3):
+                            b[c] = b[c] + p[V_FOLLOW] * (i[c] - b[c])
+                elif change > tol:
+                    # Not a veil: a new object or motion. Under an open gate the veil is assumed to
+                    # stay, so the new reference is the current mean with the held veil removed.
+                    th = held[y, x] if known and gate[y, x] > 0.0 else 1.0
+                    for c in range(3):
+                        b[c] = _clampf((i[c] - (1.0 - th) * air[c]) / th, 0.0, 255.0)
+                    jumped = jumped + 1
+                else:
+                    for c in range(3):
+                        b[c] = b[c] + p[V_FOLLOW] * (i[c] - b[c])
+        if known and votes >= VEIL_MIN_VOTES:
+            _move_airlight(num, kk, p, air)  # for the next frame
+        elif not known and votes >= VEIL_MIN_VOTES:
+            air[0] = fminf(su / sk, 255.0)
+            air[1] = air[0]
+            air[2] = air[0]
+            known = True
+        if strong_cells:
+            # Only the window around the evidence can change: the opening stays inside the evidence's
+            # bounding box, the growth reaches `grow` cells past it.
+            masks[2, :, :] = 0
+            masks[3, :, :] = 0
+            _morph3(masks[0], masks[0], masks[2], True, y0, y1, x0, x1)
+            _morph3(masks[2], masks[0], masks[3], False, y0, y1, x0, x1)  # opening: dilated within itself
+            for step in range(grow):
+                y0 = max(y0 - 1, 0)
+                y1 = min(y1 + 1, gh)
+                x0 = max(x0 - 1, 0)
+                x1 = min(x1 + 1, gw)
+                _morph3(masks[3], masks[1], masks[2], False, y0, y1, x0, x1)
+                for y in range(y0, y1):
+                    for x in range(x0, x1):
+                        masks[3, y, x] = masks[2, y, x]
+        for y in range(gh if strong_cells or open_gate > 0.0 else 0):
+            for x in range(gw):
+                e = 1.0 if strong_cells and masks[3, y, x] else 0.0
+                g = gate[y, x]
+                g = g + (p[V_ATTACK] if e > g else p[V_RELEASE]) * (e - g)
+                if g < 0.01:
+                    g = 0.0
+                gate[y, x] = g
+                if e > 0.0 or flags[y, x] & F_FITS:
+                    # t follows the measurement whenever the veil model fits; the gate's slow release
+                    # only bridges frames without evidence, it never keeps a stale t on a clear cell.
+                    held[y, x] = _clampf(tfit[y, x], t0, 1.0)
+                smoke_cells = smoke_cells + (e > 0.0)
+                top = fmaxf(top, g)
+                t_local[y, x] = 1.0 - strength * g * (1.0 - held[y, x]) if inside[y, x] else 1.0
+        for c in range(3):
+            airlight[c] = air[c]
+        airlight[3] = 1.0 if known else 0.0
+    return smoke_cells, jumped, count, top
+
+
+def pin_clear_cells(const float[:, ::1] gate, float[:, ::1] a, float[:, ::1] b):
+    """Guided-filter coefficients t = 0 * luma + 1 on every cell whose local gate is closed.
+
+    The filter's window (many cells) would otherwise carry a local plume's correction into the
+    clear view around it; pinned, it reaches at most one cell (the bilinear upsampling) past it.
+    """
+    cdef int gh = gate.shape[0]
+    cdef int gw = gate.shape[1]
+    cdef int y, x
+    with nogil:
+        for y in range(gh):
+            for x in range(gw):
+                if gate[y, x] <= 0.0:
+                    a[y, x] = 0.0
+                    b[y, x] = 1.0

@@ -24,8 +24,10 @@ def dehaze() -> None:
               show_default=True, help="Contact sheet written by --clips (input | output | correction per frame).")
 @click.option("--local-plume", is_flag=True, help="Score the synthetic local-plume clips against issue 17's targets.")
 @click.option("--clip-size", default="1920x1080", show_default=True, help="WxH of the --local-plume clips.")
+@click.option("--seed", "seeds", multiple=True, type=int, default=(17,), show_default=True,
+              help="Seed of the --local-plume clips (repeat for several: held-out scenes).")
 def eval_command(width: int, height: int, clips_dir: Path | None, sheet: Path, local_plume: bool,
-                 clip_size: str) -> None:
+                 clip_size: str, seeds: tuple[int, ...]) -> None:
     """Score hazy input, textbook DCP and orbox on the seeded synthetic smoke suite (or on clips)."""
     from kernels.dehazer import Dehazer
 
@@ -42,13 +44,16 @@ def eval_command(width: int, height: int, clips_dir: Path | None, sheet: Path, l
         from kernels.clips import format_clip_scores, local_plume_clips, score_clip
 
         clip_width, clip_height = parse_size(clip_size, "--clip-size")
-        clips = local_plume_clips(clip_width, clip_height)
-        with click.progressbar(length=len(clips), label="scoring local-plume clips", file=sys.stderr) as bar:
-            scores = []
-            for clip in clips:
-                scores.append(score_clip(clip, Dehazer))
-                bar.update(1)
-        click.echo(format_clip_scores(scores))
+        for seed in seeds:
+            clips = local_plume_clips(clip_width, clip_height, seed)
+            with click.progressbar(length=len(clips), label=f"scoring local-plume clips, seed {seed}",
+                                   file=sys.stderr) as bar:
+                scores = []
+                for clip in clips:
+                    scores.append(score_clip(clip, Dehazer))
+                    bar.update(1)
+            click.echo(f"seed {seed}, {clip_width}x{clip_height}:")
+            click.echo(format_clip_scores(scores))
     if clips_dir is None and not local_plume:
         _eval_suite(width, height)
 

@@ -9,7 +9,11 @@ laparoscopy (see docs/dehaze.md):
   over time;
 - a smoke level (the haze veil over the clearest part of the view) gates the correction, so a
   smoke-free frame passes through untouched; `strength` scales what remains;
-- pixels outside the scope's disc are never modified and never enter a statistic.
+- pixels outside the scope's disc are never modified and never enter a statistic;
+- a local veil (a plume at an instrument tip in an otherwise clear view, which never opens the
+  whole-frame gate) is measured per grid cell against that cell's clear reference from earlier
+  frames; the two transmissions combine as their minimum. Only statistics come from earlier
+  frames: every output pixel is computed from the current frame.
 
 The object owns every buffer it needs, sized at construction, so steady-state frames allocate
 nothing when `out` is given. It is stateful (temporal smoothing): use one per stream.
@@ -49,6 +53,20 @@ class Tuning:
     gate_high: float = 0.18       # ... and at which it reaches full strength
     vignette_luma: float = 0.06   # cells darker than this (mean luma 0..1) are vignette
     disc_margin: float = 3.0      # grid cells kept clear of the disc's soft edge in the statistics
+    local_veil: int = 1           # 1: also clear local veils per grid cell (docs/dehaze.md#local-veil); 0: off
+    veil_t_min: float = 0.25      # lowest local t: an opaque object fits a veil only with t ~ 0
+    veil_t_clear: float = 0.95    # a cell whose local t reaches this is clear
+    veil_tolerance: float = 4.0   # veil-model residual allowed per cell, codes ...
+    veil_tolerance_rel: float = 0.08  # ... plus this share of the cell's change
+    veil_chroma: float = 12.0     # reference channel spread (codes) a cell needs to show a veil on its own
+    veil_margin: float = 5.0      # a cell votes for the local airlight only if it is this far below it
+    veil_tint: float = 0.08       # bound on the local airlight's tint, a share of its grey level
+    veil_follow: float = 0.25     # rate at which a clear cell's reference follows the scene
+    veil_attack: float = 0.6      # per-cell gate rate when smoke appears ...
+    veil_release: float = 0.15    # ... and when it goes
+    veil_grow: int = 6            # cells the smoke mask may grow into grey cells that fit the veil
+    veil_cut: float = 0.5         # share of cells whose reference is replaced in one frame: a scene cut
+    veil_still: float = 1.0       # a cell whose channels all moved less than this (codes) is unchanged
 
     def validated(self) -> Tuning:
         checks = {
@@ -67,6 +85,20 @@ class Tuning:
             "gate_high": self.gate_high <= 1.0,
             "vignette_luma": 0.0 <= self.vignette_luma < 1.0,
             "disc_margin": 0.0 <= self.disc_margin <= 64.0,
+            "local_veil": self.local_veil in (0, 1),
+            "veil_t_min": 0.0 < self.veil_t_min < self.veil_t_clear,
+            "veil_t_clear": self.veil_t_clear < 1.0,
+            "veil_tolerance": self.veil_tolerance >= 0.0,
+            "veil_tolerance_rel": 0.0 <= self.veil_tolerance_rel < 1.0,
+            "veil_chroma": self.veil_chroma >= 0.0,
+            "veil_margin": self.veil_margin >= 0.0,
+            "veil_tint": 0.0 <= self.veil_tint <= 0.5,
+            "veil_follow": 0.0 < self.veil_follow <= 1.0,
+            "veil_attack": 0.0 < self.veil_attack <= 1.0,
+            "veil_release": 0.0 < self.veil_release <= 1.0,
+            "veil_grow": 0 <= self.veil_grow <= 64,
+            "veil_cut": 0.0 < self.veil_cut <= 1.0,
+            "veil_still": 0.0 <= self.veil_still <= self.veil_tolerance,
         }
         for name, ok in checks.items():
             if not ok:
@@ -75,6 +107,7 @@ class Tuning:
 
 
 AUTO_GRID_WIDTH = 1024  # widest frame a grid step of 4 pixels serves
+VEIL_AIRLIGHT_ALPHA = 0.5  # weight of each frame's least-squares step of the local airlight
 
 
 def resolve_subsample(tuning: Tuning, width: int) -> Tuning:
@@ -160,11 +193,24 @@ class Dehazer:
         self._strength = float(value)
 
     def reset(self) -> None:
-        """Forget the temporal state (airlight, smoke level, scope disc): call on a scene cut."""
+        """Forget the temporal state (airlight, smoke level, scope disc, local veil): call on a scene cut.
+
+        The local veil's state also resets itself when most cells change at once (a cut the caller
+        did not signal).
+        """
         self._airlight: np.ndarray | None = None
         self._smoke: float | None = None
         self._disc: tuple[float, float, float] | None = None
+        self._reset_local_veil()
         self.stats: dict[str, Any] = {}
+
+    def _reset_local_veil(self) -> None:
+        self._references_valid = False
+        self._open_gate = 0.0
+        self._gate.fill(0.0)
+        self._held.fill(1.0)
+        self._flags.fill(0)
+        self._veil_airlight.fill(0.0)  # index 3 = 0: no local airlight known
 
     def process(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Dehaze one frame; returns `out` (a new array when None). `out=frame` works in place."""
@@ -216,6 +262,21 @@ class Dehazer:
         self._work = np.zeros((12, gh, gw), f32)
         self._acc = np.zeros(gw, f32)
         self._hist = np.zeros(256, np.int64)
+        # Local veil state per grid cell (kernels/_dehaze.pyx: local_veil).
+        self._references = np.zeros((gh, gw, 3), f32)
+        self._gate = np.zeros((gh, gw), f32)
+        self._held = np.ones((gh, gw), f32)
+        self._flags = np.zeros((gh, gw), np.uint8)
+        self._local_fit = np.zeros((gh, gw), f32)
+        self._local_t = np.ones((gh, gw), f32)
+        self._masks = np.zeros((4, gh, gw), np.uint8)
+        self._veil_airlight = np.zeros(4, np.float64)
+        tune = self.tuning
+        self._veil_params = np.array([tune.veil_t_min, tune.veil_t_clear, tune.veil_tolerance,
+                                      tune.veil_tolerance_rel, tune.veil_chroma, tune.veil_margin, tune.veil_tint,
+                                      tune.veil_follow, tune.veil_attack, tune.veil_release, VEIL_AIRLIGHT_ALPHA,
+                                      tune.veil_still],
+                                     np.float32)
         self._grid_rows = np.zeros(2 * self.threads, np.int32)
         self._rows = np.zeros((4 * self.threads, self.width), f32)
         if self.pixel_format == "nv12":
@@ -262,8 +323,21 @@ class Dehazer:
         mean_t = _dehaze.transmission(self._eroded, self._inside, tune.omega, self._t)
         t_estimate = clock()
 
-        gated = effect <= 0.0 or disc is None
-        if not gated:
+        local = self._local_veil(disc) > 0.0
+        t_local = clock()
+        gated = (effect <= 0.0 and not local) or disc is None
+        if local:
+            # t' = min(1 - effect * (1 - t), local t) on the grid, then refined like the whole-frame t.
+            combined = self._work[0]
+            np.multiply(self._t, effect, out=combined)
+            combined += 1.0 - effect
+            np.minimum(self._local_t, combined, out=self._local_t)
+            _dehaze.guided_coefficients(self._luma, self._local_t, tune.gf_radius, tune.gf_eps, self._work,
+                                        self._acc, self._coeffs)
+            if effect <= 0.0:  # a local veil in a clear view: the clear cells stay exactly as they are
+                _dehaze.pin_clear_cells(self._gate, self._a, self._b)
+                airlight = tuple(float(c) for c in self._veil_airlight[:3])
+        elif not gated:
             _dehaze.guided_coefficients(self._luma, self._t, tune.gf_radius, tune.gf_eps, self._work,
                                         self._acc, self._coeffs)
             # Scale the correction by `effect`: t' = 1 - effect * (1 - t), folded into (a, b).
@@ -291,16 +365,41 @@ class Dehazer:
             "strength_applied": 0.0 if gated else effect,
             "mean_transmission": 1.0 if gated else 1.0 - effect * (1.0 - mean_t),
             "gated": gated,
+            "local_cells": self._local_cells,
+            "scene_cut": self._scene_cut,
             "disc": disc,
             "timings_ms": {
                 "stats": (t_stats - t_begin) * 1e3,
                 "estimate": (t_estimate - t_stats) * 1e3,
-                "filter": (t_filter - t_estimate) * 1e3,
+                "local": (t_local - t_estimate) * 1e3,
+                "filter": (t_filter - t_local) * 1e3,
                 "recover": (t_end - t_filter) * 1e3,
                 "total": (t_end - t_begin) * 1e3,
             },
         }
         return out
+
+    def _local_veil(self, disc: tuple[float, float, float] | None) -> float:
+        """Update the per-cell veil state; returns the largest cell gate (0: no local correction)."""
+        tune = self.tuning
+        self._local_cells, self._scene_cut = 0, False
+        if not tune.local_veil or disc is None:
+            return 0.0
+        if not self._references_valid:
+            np.copyto(self._references, self._mean)
+            self._references_valid = True
+        cells, replaced, inside, top = _dehaze.local_veil(
+            self._mean, self._inside, self._references, self._gate, self._held, self._flags, self._local_fit,
+            self._masks, self._veil_airlight, self._veil_params, self._strength, tune.t0, tune.veil_grow,
+            self._local_t, self._open_gate)
+        self._open_gate = top
+        if inside and replaced > tune.veil_cut * inside:
+            self._reset_local_veil()
+            np.copyto(self._references, self._mean)
+            self._references_valid, self._scene_cut = True, True
+            return 0.0
+        self._local_cells = cells
+        return top if self._veil_airlight[3] > 0.0 and self._strength > 0.0 else 0.0
 
     def _find_disc(self) -> tuple[float, float, float] | None:
         """Scope disc in full-res pixels (r < 0: no vignette, whole frame), or None if all dark."""

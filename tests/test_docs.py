@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("primitives", "kernels", "hw_profiles", "inference", "knowledge_base", "quantize", "image_build",
             "appliance", "orbox", "docs", "tests")
-NAMED_PATH = re.compile(r"\b((?:{})/[\w./-]*\w\.(?:py|pyx|md|toml|h|txt|service))".format("|".join(PACKAGES)))
+NAMED_PATH = re.compile(r"\b((?:{})/[\w./-]*\w\.(?:pyx|py|md|toml|h|txt|service))".format("|".join(PACKAGES)))
 DOC_ANCHOR = re.compile(r"\bdocs/([\w-]+\.md)(?:#([\w-]+))?")
 
 

@@ -94,3 +94,10 @@ def test_real_clip_report_and_contact_sheet(tmp_path):
 def test_cli_clips_needs_a_video(tmp_path):
     result = orbox_cli("dehaze", "eval", "--clips", str(tmp_path), "--sheet", str(tmp_path / "s.png"))
     assert result.returncode != 0 and "no readable video" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_local_plume_scores_each_seed():
+    result = orbox_cli("dehaze", "eval", "--local-plume", "--clip-size", "320x180", "--seed", "1", "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    assert "seed 1, 320x180:" in result.stdout and "seed 2, 320x180:" in result.stdout
+    assert result.stdout.count("tip-plume gain") == 2

@@ -1,7 +1,8 @@
-"""The SSSE3 recovery path and its scalar twin produce the same bytes.
+"""The SSSE3 recovery path and its scalar twin produce the same bytes; so does the local veil pass.
 
-Builds a second copy of the extension without SSSE3 (the scalar path only) and runs both on the
-same frame and the same grid coefficients from a real Dehazer run.
+Builds a second copy of the extension without SSSE3 (the scalar path only, no AVX2 vectorisation
+of the grid loops either) and runs both on the same frame and the same grid coefficients from a
+real Dehazer run, and on the same sequence of grid statistics.
 """
 
 from __future__ import annotations
@@ -69,3 +70,28 @@ def test_simd_and_scalar_recovery_give_identical_bytes(scalar_module, width, in_
         outputs.append(dst)
     assert not np.array_equal(outputs[0], scene.hazy)
     assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_local_veil_state_is_identical_in_the_scalar_build(scalar_module):
+    from test_kernels_veil import HEIGHT, WIDTH, PlumeScene
+
+    dehazer = Dehazer(WIDTH, HEIGHT, local_veil=0)  # supplies each frame's grid statistics only
+    names = ("_references", "_gate", "_held", "_flags", "_local_fit", "_masks", "_veil_airlight", "_local_t")
+    twins = [{name: getattr(dehazer, name).copy() for name in names} for _ in range(2)]
+    tune = dehazer.tuning
+    found = 0
+    for index, frame in enumerate(PlumeScene().frames()):
+        dehazer.process(frame)
+        results = []
+        for module, twin in zip((_dehaze, scalar_module), twins, strict=True):
+            if index == 0:
+                np.copyto(twin["_references"], dehazer._mean)
+            results.append(module.local_veil(
+                dehazer._mean, dehazer._inside, twin["_references"], twin["_gate"], twin["_held"], twin["_flags"],
+                twin["_local_fit"], twin["_masks"], twin["_veil_airlight"], dehazer._veil_params,
+                dehazer.strength, tune.t0, tune.veil_grow, twin["_local_t"], float(twin["_gate"].max())))
+        assert results[0] == results[1]
+        for name in names:
+            assert np.array_equal(twins[0][name], twins[1][name]), name
+        found = max(found, results[0][0])
+    assert found > 0  # the plume was found
