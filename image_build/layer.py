@@ -7,11 +7,13 @@ thing that notices a flipped byte in a model).
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from image_build.errors import ImageError
 from image_build.rauc_config import PRE_INSTALL_HANDLER, SYSTEM_CONF_PATH
 from image_build.spec import ImageSpec
 from image_build.tree import StagedTree
@@ -24,7 +26,8 @@ MODEL_DIR = "/opt/orbox/models"
 SUMS_PATH = "/usr/share/orbox/SHA256SUMS"
 KEYRING_PATH = "/etc/rauc/keyring.pem"  # the update CA certificate RAUC checks bundles against
 UNIT_DIR = "/usr/lib/systemd/system"
-DEFAULT_UNITS = ("orbox.service", "orbox-selfcheck.service", "orbox-payload.service", "orbox-mark-good.service")
+DEFAULT_UNITS = ("orbox-selfcheck.service", "orbox-payload.service", "orbox-mark-good.service")
+SERVICE_UNIT = "orbox.service"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,21 @@ class ReleaseInfo:
 
 def _default(name: str) -> bytes:
     return resources.files("image_build").joinpath("defaults", name).read_bytes()
+
+
+def appliance_unit(name: str) -> Path:
+    """A unit the appliance owns (it knows how `orbox serve` starts, stops and feeds systemd).
+
+    Located with find_spec, which does not import the appliance: image_build sits below it.
+    """
+    spec = importlib.util.find_spec("appliance")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = Path(location) / "systemd" / name
+        if path.is_file():
+            return path
+    raise ImageError(f"appliance unit {name}: expected appliance/systemd/{name} in the appliance package, "
+                     f"found {'no such file in ' + ', '.join(locations) if locations else 'no appliance package'}")
 
 
 def stage_orbox_layer(
@@ -93,6 +111,7 @@ def stage_orbox_layer(
         "/etc/orbox/release.json",
         canonical_json({**release.__dict__, "wheels": [w.filename for w in wheels]}),
     )
+    add(f"{UNIT_DIR}/{SERVICE_UNIT}", source=appliance_unit(SERVICE_UNIT))
     for unit in DEFAULT_UNITS:
         add(f"{UNIT_DIR}/{unit}", _default(unit))
     for unit_path in spec.units:

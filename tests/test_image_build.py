@@ -19,6 +19,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from image_data.fixtures import EPOCH, build_for_test
 from image_data.helpers import MODEL_MARKER
 
+import appliance
 from appliance.cli import serve
 from appliance.config import parse_config
 from image_build.cli import image
@@ -109,9 +110,11 @@ def test_image_defaults_open_no_outbound_connection(builds):
 
 
 def test_the_image_service_starts_orbox_serve_with_the_image_profile_models_and_config(builds):
-    """ExecStart, with release.env substituted as systemd does, must parse as a valid `orbox serve`."""
+    """The image's orbox.service is the appliance's, byte for byte; its ExecStart, with release.env
+    substituted as systemd does, must parse as a valid `orbox serve`."""
     rootfs = builds[0] / "rootfs.ext4"
     unit = _debugfs(rootfs, "cat /usr/lib/systemd/system/orbox.service")
+    assert unit == (Path(appliance.__file__).parent / "systemd" / "orbox.service").read_text()
     assert "EnvironmentFile=/etc/orbox/release.env" in unit
     env = dict(line.split("=", 1) for line in _debugfs(rootfs, "cat /etc/orbox/release.env").splitlines())
     [exec_start] = re.findall(r"^ExecStart=(.*)$", unit, re.MULTILINE)
