@@ -17,6 +17,7 @@ from image_build.errors import ImageError
 from image_build.rauc_config import PRE_INSTALL_HANDLER, SYSTEM_CONF_PATH
 from image_build.spec import ImageSpec
 from image_build.tree import StagedTree
+from image_build.watchdog import BOOT_WATCHDOG, SYSTEMD_DROPIN_PATH, systemd_dropin
 from image_build.wheels import PinnedWheel
 from primitives.artifacts import file_digest
 from primitives.signing import MANIFEST_NAME, SIGNATURE_NAME, canonical_json
@@ -73,6 +74,7 @@ def stage_orbox_layer(
     *,
     update_keyring: bytes | None = None,
     rauc_system_conf: str | None = None,
+    watchdog_timeout_s: int,
 ) -> list[str]:
     """Add the orbox files to the tree; return the image paths covered by SHA256SUMS."""
     covered: list[str] = []
@@ -120,6 +122,9 @@ def stage_orbox_layer(
     add("/usr/libexec/orbox/install-payload", _default("install-payload"), mode=0o755)
     add(PRE_INSTALL_HANDLER, _default("rauc-pre-install"), mode=0o755)
     add("/usr/libexec/orbox/mark-good", _default("mark-good"), mode=0o755)
+    add(SYSTEMD_DROPIN_PATH, systemd_dropin(watchdog_timeout_s).encode())
+    add(BOOT_WATCHDOG, _default("boot-watchdog"), mode=0o755)
+    add("/etc/init.d/S01orbox-watchdog", _default("S01orbox-watchdog"), mode=0o755)
     add("/etc/init.d/S50orbox-selfcheck", _default("S50orbox-selfcheck"), mode=0o755)
     add("/etc/init.d/S60orbox-mark-good", _default("S60orbox-mark-good"), mode=0o755)
 

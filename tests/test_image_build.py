@@ -162,6 +162,9 @@ def test_the_disk_boots_through_grub_with_rauc_slots_and_the_slot_carries_its_ke
                  "device=/dev/vda2", "bootname=A", "device=/dev/vda3", "bootname=B"):
         assert line in conf.splitlines(), line
     assert _debugfs(rootfs, "cat /etc/rauc/keyring.pem") == inputs["keyring"].read_text()
+    assert _debugfs(rootfs, "cat /usr/lib/systemd/system.conf.d/orbox-watchdog.conf").splitlines()[1:] == [
+        "[Manager]", "RuntimeWatchdogSec=30s"], "the dev profile's watchdog timeout"
+    assert "/usr/libexec/orbox/boot-watchdog" in _debugfs(rootfs, "cat /etc/init.d/S01orbox-watchdog")
     disk = (builds[0] / "disk.img").read_bytes()
     env_at = disk.find(b"# GRUB Environment Block\n")
     assert disk[env_at:env_at + 1024].split(b"\n")[1:6] == [b"ORDER=A B", b"A_OK=1", b"A_TRY=0", b"B_OK=0",
