@@ -20,7 +20,7 @@ SYSDEPS := .stamp-sysdeps
 
 DEMO_ARGS ?= --dehaze-clip
 
-.PHONY: all install sysdeps test lint demo bench bench-llm bench-encoder bench-api bench-video eval clean
+.PHONY: all install sysdeps test test-qemu-slow lint demo bench bench-llm bench-encoder bench-api bench-video eval clean
 
 all: test
 
@@ -58,6 +58,11 @@ lint: $(STAMP)
 
 test: install lint
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+# The slow qemu A/B variants `make test` leaves out (pyproject: -m 'not qemu_slow'): a slot whose kernel
+# panics and one whose kernel hangs until the emulated watchdog resets it.
+test-qemu-slow: install
+	$(VENV)/bin/pytest -m qemu_slow tests/test_image_ab_qemu.py
 
 # Builds a demo bundle, starts the appliance with synthetic video and a simulated MCU, prints the
 # status page URL and a working curl line, and serves until Ctrl-C (DEMO_ARGS="--duration 60" to stop).

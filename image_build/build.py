@@ -26,7 +26,7 @@ from image_build.layer import KEYRING_PATH, ReleaseInfo, stage_orbox_layer
 from image_build.rauc_bundle import BUNDLE_NAME, Signer, compatible_for, signer_from_prefix, write_bundle
 from image_build.rauc_config import DATA_PARTITION, ESP_MOUNT, system_conf
 from image_build.sbom import build_sbom, validate_sbom
-from image_build.spec import ImageSpec, profile_arch, resolve_source_date_epoch
+from image_build.spec import ImageSpec, image_profile, resolve_source_date_epoch
 from image_build.tools import require_tool
 from image_build.tree import StagedTree, extract_base
 from image_build.wheels import pin_wheels
@@ -71,7 +71,8 @@ def build_image(
         require_tool(tool)
     epoch = resolve_source_date_epoch(spec, repo_dir)
     timestamp = dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    arch = profile_arch(spec.profile)
+    profile = image_profile(spec.profile)
+    arch = profile.cpu.arch
     bundle_manifest = _checked_bundle(spec)
     wheels = pin_wheels(spec.wheels)
     signer = signer_from_prefix(update_pki) if update_pki is not None else None
@@ -102,6 +103,7 @@ def build_image(
             update_keyring=signer.keyring.read_bytes() if signer else None,
             rauc_system_conf=system_conf(profile=spec.profile, disk_device=spec.disk_device,
                                          rootfs_type=spec.rootfs_type, keyring=KEYRING_PATH),
+            watchdog_timeout_s=profile.watchdog.timeout_s,
         )
 
         step("writing the SBOM")

@@ -1,4 +1,7 @@
-"""`orbox image ...`: build images, verify and install signed A/B updates, confirm boots."""
+"""`orbox image ...`: build images and RAUC update bundles, verify bundles, boot-test a disk in qemu.
+
+Installing, booting and confirming slots is RAUC's and GRUB's job on the box (`rauc install`,
+`rauc status mark-good`); there is no host-side installer."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ _INPUT_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 def _user_errors() -> Iterator[None]:
     """Expected failures become one line and exit 1, never a traceback.
 
-    OSError is expected too: a full disk or an unwritable --out/--target names its file in str(exc).
+    OSError is expected too: a full disk or an unwritable --out names its file in str(exc).
     """
     from primitives.artifacts import ModelBundleError
     from primitives.signing import KeyFileError, SourceDateEpochError
@@ -32,12 +35,6 @@ def _user_errors() -> Iterator[None]:
         yield
     except (ImageError, ModelBundleError, KeyFileError, SourceDateEpochError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def _public_key(path: Path) -> Any:
-    from primitives.signing import load_public_key
-
-    return load_public_key(path)
 
 
 @click.group()
@@ -131,90 +128,6 @@ def verify(update_bundle: Path, keyring: Path) -> None:
         click.echo(f"  meta  {key:24s} {value}")
     for name, size in sorted(info.files.items()):
         click.echo(f"  file  {name:24s} {size:>12d} B")
-
-
-@image.command("init-target")
-@click.argument("target", type=_DIR)
-@click.option("--profile", required=True, help="The box's hardware profile.")
-@click.option("--version", "version", required=True, help="Version of the factory image in slot A.")
-@click.option("--image", "image_path", type=_INPUT_FILE, required=True, help="Root filesystem image for slot A.")
-@click.option("--pubkey", type=_INPUT_FILE, required=True, help="Update signing public key the box trusts.")
-@click.option("--slot-size-mb", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Boots a new slot gets before falling back unless confirmed.",
-)
-def init_target(
-    target: Path,
-    profile: str,
-    version: str,
-    image_path: Path,
-    pubkey: Path,
-    slot_size_mb: int,
-    max_attempts: int,
-) -> None:
-    """Create a simulated slot layout: slot A = IMAGE (good, primary), slot B empty."""
-    from image_build.slots import init_target as make_target
-    from primitives.atomic import atomic_write_bytes
-
-    with _user_errors():
-        _public_key(pubkey)
-        make_target(
-            target,
-            profile=profile,
-            version=version,
-            image=image_path,
-            slot_size=slot_size_mb << 20,
-            max_attempts=max_attempts,
-        )
-        atomic_write_bytes(target / "update.pub", pubkey.read_bytes())
-    click.echo(f"initialised {target}: slot a = {image_path.name} ({version}, good, primary), slot b empty")
-
-
-@image.command("install")
-@click.argument("update_bundle", type=_INPUT_FILE)
-@click.option("--target", type=_DIR, required=True, help="Slot layout directory (see init-target).")
-@click.option("--pubkey", type=_INPUT_FILE, help="Trusted public key; default TARGET/update.pub.")
-@click.option("--force", is_flag=True, help="Allow a downgrade or a reinstall of the same version.")
-def install(update_bundle: Path, target: Path, pubkey: Path | None, force: bool) -> None:
-    """Check everything, then write the inactive slot and make it primary (pending until mark-good)."""
-    from image_build.slots import install as run_install
-
-    with _user_errors():
-        key = _public_key(pubkey or target / "update.pub")
-        with click.progressbar(length=update_bundle.stat().st_size, label="writing slot") as bar:
-            result = run_install(update_bundle, target, key, force=force, progress=bar.update)
-    click.echo(
-        f"installed {result.version} into slot {result.slot} (was {result.previous_version}); "
-        "it boots next and falls back unless `orbox image mark-good` confirms it"
-    )
-
-
-@image.command("boot")
-@click.option("--target", type=_DIR, required=True)
-def boot(target: Path) -> None:
-    """Simulate one power-on: the bootloader picks a slot and spends one boot attempt."""
-    from image_build.slots import boot as run_boot
-    from image_build.slots import load_state
-
-    with _user_errors():
-        slot = run_boot(target)
-        version = load_state(target)["slots"][slot].get("version")
-    click.echo(f"booted slot {slot} ({version})")
-
-
-@image.command("mark-good")
-@click.option("--target", type=_DIR, required=True)
-def mark_good(target: Path) -> None:
-    """Confirm the booted slot so the bootloader keeps it."""
-    from image_build.slots import mark_good as confirm
-
-    with _user_errors():
-        slot, changed = confirm(target)
-    click.echo(f"slot {slot} marked good" if changed else f"slot {slot} was already good")
 
 
 @image.command("demo-base")

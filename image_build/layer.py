@@ -7,14 +7,17 @@ thing that notices a flipped byte in a model).
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from image_build.errors import ImageError
 from image_build.rauc_config import PRE_INSTALL_HANDLER, SYSTEM_CONF_PATH
 from image_build.spec import ImageSpec
 from image_build.tree import StagedTree
+from image_build.watchdog import BOOT_WATCHDOG, SYSTEMD_DROPIN_PATH, systemd_dropin
 from image_build.wheels import PinnedWheel
 from primitives.artifacts import file_digest
 from primitives.signing import MANIFEST_NAME, SIGNATURE_NAME, canonical_json
@@ -24,7 +27,8 @@ MODEL_DIR = "/opt/orbox/models"
 SUMS_PATH = "/usr/share/orbox/SHA256SUMS"
 KEYRING_PATH = "/etc/rauc/keyring.pem"  # the update CA certificate RAUC checks bundles against
 UNIT_DIR = "/usr/lib/systemd/system"
-DEFAULT_UNITS = ("orbox.service", "orbox-selfcheck.service", "orbox-payload.service", "orbox-mark-good.service")
+DEFAULT_UNITS = ("orbox-selfcheck.service", "orbox-payload.service", "orbox-mark-good.service")
+SERVICE_UNIT = "orbox.service"
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,21 @@ def _default(name: str) -> bytes:
     return resources.files("image_build").joinpath("defaults", name).read_bytes()
 
 
+def appliance_unit(name: str) -> Path:
+    """A unit the appliance owns (it knows how `orbox serve` starts, stops and feeds systemd).
+
+    Located with find_spec, which does not import the appliance: image_build sits below it.
+    """
+    spec = importlib.util.find_spec("appliance")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    for location in locations:
+        path = Path(location) / "systemd" / name
+        if path.is_file():
+            return path
+    raise ImageError(f"appliance unit {name}: expected appliance/systemd/{name} in the appliance package, "
+                     f"found {'no such file in ' + ', '.join(locations) if locations else 'no appliance package'}")
+
+
 def stage_orbox_layer(
     tree: StagedTree,
     spec: ImageSpec,
@@ -55,6 +74,7 @@ def stage_orbox_layer(
     *,
     update_keyring: bytes | None = None,
     rauc_system_conf: str | None = None,
+    watchdog_timeout_s: int,
 ) -> list[str]:
     """Add the orbox files to the tree; return the image paths covered by SHA256SUMS."""
     covered: list[str] = []
@@ -93,6 +113,7 @@ def stage_orbox_layer(
         "/etc/orbox/release.json",
         canonical_json({**release.__dict__, "wheels": [w.filename for w in wheels]}),
     )
+    add(f"{UNIT_DIR}/{SERVICE_UNIT}", source=appliance_unit(SERVICE_UNIT))
     for unit in DEFAULT_UNITS:
         add(f"{UNIT_DIR}/{unit}", _default(unit))
     for unit_path in spec.units:
@@ -101,6 +122,9 @@ def stage_orbox_layer(
     add("/usr/libexec/orbox/install-payload", _default("install-payload"), mode=0o755)
     add(PRE_INSTALL_HANDLER, _default("rauc-pre-install"), mode=0o755)
     add("/usr/libexec/orbox/mark-good", _default("mark-good"), mode=0o755)
+    add(SYSTEMD_DROPIN_PATH, systemd_dropin(watchdog_timeout_s).encode())
+    add(BOOT_WATCHDOG, _default("boot-watchdog"), mode=0o755)
+    add("/etc/init.d/S01orbox-watchdog", _default("S01orbox-watchdog"), mode=0o755)
     add("/etc/init.d/S50orbox-selfcheck", _default("S50orbox-selfcheck"), mode=0o755)
     add("/etc/init.d/S60orbox-mark-good", _default("S60orbox-mark-good"), mode=0o755)
 

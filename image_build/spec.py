@@ -14,12 +14,15 @@ import subprocess
 import tomllib
 import uuid
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from image_build.errors import ImageError
+
+if TYPE_CHECKING:
+    from hw_profiles import Profile
 
 _UUID_NAMESPACE = uuid.UUID("6f1c2b57-5d0e-4d43-9a43-0c2b0a0b0b8e")
 _CLI_FIELDS = ("profile", "version", "bundle")  # `orbox image build` options that can supply them
@@ -83,12 +86,12 @@ def pep440(value: str) -> str:
     return value
 
 
-def profile_arch(profile_name: str) -> str:
-    """The CPU architecture of a profile; an unknown or invalid profile is an ImageError naming it."""
+def image_profile(profile_name: str) -> Profile:
+    """The hardware profile an image is built for (CPU arch, watchdog timeout); unknown or invalid: ImageError."""
     from hw_profiles import ProfileError, load_profile
 
     try:
-        return load_profile(profile_name).cpu.arch
+        return load_profile(profile_name)
     except ProfileError as exc:
         raise ImageError(f"profile {profile_name!r}: {exc}") from exc
 

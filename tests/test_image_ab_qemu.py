@@ -4,7 +4,11 @@ One disk, five power cycles, each read by its console and by the grubenv on the 
 Bundles sit on a second disk that stands in for the USB stick. What it shows (issue 19):
 a wrong-compatible and a tampered bundle are refused and slot B stays as it was; v2 installs to B,
 boots and is marked good; a v3 whose self-check fails boots once, marks itself bad, and GRUB falls
-back to B; power cut in the middle of writing slot A still boots B.
+back to B; power cut in the middle of writing slot A still boots B. The boot watchdog is fed until
+mark-good and then released, without ever firing.
+
+The slow variants (`-m qemu_slow`, not in the default run): a slot whose kernel panics, and one whose
+kernel hangs until the emulated hardware watchdog resets it, each fall back after their tries.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import pytest
 from image_data.fixtures import build_for_test
 from image_data.helpers import MODEL_MARKER
 
-from image_build.qemu import Machine
+from image_build.qemu import WATCHDOG_FIRED, Machine
 from image_build.rauc_bundle import signer_from_prefix, write_bundle
 
 pytestmark = pytest.mark.xdist_group("image_ab")
@@ -96,6 +100,7 @@ def test_a_b_updates_refusals_fallback_and_power_cut(releases, tmp_path):
     console = box.power_on(STICK + untouched + _install("other.raucb") + _install("tampered.raucb") + untouched
                            + _install("v2.raucb") + "poweroff -f\n", timeout_s=300)
     assert _booted(console) == ["A"] and "orbox self-check: OK profile=dev version=1.0.0" in console
+    assert "orbox watchdog: feeding /dev/watchdog0" in console and "orbox mark-good: boot watchdog released" in console
     assert "orbox test: install other.raucb rc=1" in console and "orbox test: install tampered.raucb rc=1" in console
     assert "REFUSED bundle is for profile 'mini-avx2', this box is 'dev'" in console
     assert "REFUSED rootfs.ext4 fails its dm-verity check" in console
@@ -127,3 +132,64 @@ def test_a_b_updates_refusals_fallback_and_power_cut(releases, tmp_path):
     console = box.power_on("poweroff -f\n", timeout_s=300)
     assert _booted(console) == ["B"] and "orbox self-check: OK profile=dev version=2.0.0" in console
     assert "marked slot rootfs.1 as good" in console
+    consoles = [path.read_text() for path in sorted(tmp_path.glob("console-*.txt"))]
+    assert len(consoles) == 5 and not [c for c in consoles if WATCHDOG_FIRED in c], "released at mark-good, never fired"
+
+
+# Slot B gets one more SysV script, before the self-check: its kernel crashes on every boot.
+CRASHES = {
+    "panic": 'echo "orbox test: kernel panic"\necho c > /proc/sysrq-trigger\n',  # panic=10 (cmdline) reboots
+    "hang": 'echo "orbox test: kernel hang"\necho 0 > /proc/sys/kernel/panic\necho c > /proc/sysrq-trigger\n',
+}
+
+
+def _with_boot_script(rootfs: Path, out: Path, name: str, script: str) -> Path:
+    """A copy of `rootfs` with one more /etc/init.d script (debugfs writes into the ext4 image)."""
+    shutil.copyfile(rootfs, out)
+    local, commands = out.with_name(name), out.with_name(f"{name}.debugfs")
+    local.write_text(script)
+    commands.write_text(f"cd /etc/init.d\nwrite {local} {name}\nsif {name} mode 0100755\n")
+    subprocess.run(["/usr/sbin/debugfs", "-w", "-f", str(commands), str(out)], check=True, capture_output=True)
+    return out
+
+
+def _crash_releases(inputs: dict[str, Path], releases: Path, root: Path) -> None:
+    signer, stick = signer_from_prefix(inputs["pki"]), root / "stick"
+    stick.mkdir()
+    for name, body in CRASHES.items():
+        work = root / name
+        work.mkdir()
+        image = _with_boot_script(releases / "2.0.0" / "rootfs.ext4", work / "rootfs.ext4", "S40orbox-test-crash",
+                                  "#!/bin/sh\n" + body)
+        write_bundle(stick / f"{name}.raucb", signer=signer, compatible="orbox-dev", version="2.0.0", image=image,
+                     extras=[], meta={"profile": "dev", "version": "2.0.0", "min-version": "0"}, workdir=work)
+    subprocess.run(["/usr/sbin/mkfs.ext4", "-q", "-d", str(stick), str(root / "stick.img"), "128M"], check=True)
+
+
+@pytest.fixture(scope="module")
+def crash_releases(inputs, releases, build_once) -> Path:
+    return build_once("image-ab-crashes", lambda root: _crash_releases(inputs, releases, root))
+
+
+@pytest.mark.qemu_slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(("name", "ended_by", "not_by"), [
+    ("panic", "Rebooting in 10 seconds", WATCHDOG_FIRED),  # the kernel reboots itself (panic=10)
+    ("hang", WATCHDOG_FIRED, "Rebooting in"),  # the kernel stops; only the hardware watchdog resets it
+])
+def test_a_slot_whose_kernel_panics_or_hangs_falls_back_after_its_tries(releases, crash_releases, tmp_path, name,
+                                                                        ended_by, not_by):
+    disk = tmp_path / "box.img"
+    shutil.copyfile(releases / "1.0.0" / "disk.img", disk)
+    box = _Logged(disk, tmp_path, stick=crash_releases / "stick.img")
+    print(f"consoles: {tmp_path}/console-*.txt")
+    console = box.power_on(STICK + _install(f"{name}.raucb") + "poweroff -f\n", timeout_s=300)
+    assert _booted(console) == ["A"] and f"orbox test: install {name}.raucb rc=0" in console
+    for attempt in ("1", "2", "3"):
+        console = box.power_on("poweroff -f\n", timeout_s=300)
+        assert _booted(console) == ["B"] and f"orbox test: kernel {name}" in console, attempt
+        assert "orbox watchdog: feeding /dev/watchdog0" in console and "orbox self-check" not in console
+        assert ended_by in console and not_by not in console, attempt
+        assert _grubenv(disk)["B_TRY"] == attempt
+    console = box.power_on("poweroff -f\n", timeout_s=300)
+    assert _booted(console) == ["A"] and "orbox self-check: OK profile=dev version=1.0.0" in console

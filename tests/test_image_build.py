@@ -7,10 +7,12 @@ import json
 import re
 import shlex
 import shutil
+import struct
 import subprocess
 import tarfile
 import tomllib
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
@@ -19,6 +21,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from image_data.fixtures import EPOCH, build_for_test
 from image_data.helpers import MODEL_MARKER
 
+import appliance
 from appliance.cli import serve
 from appliance.config import parse_config
 from image_build.cli import image
@@ -109,9 +112,11 @@ def test_image_defaults_open_no_outbound_connection(builds):
 
 
 def test_the_image_service_starts_orbox_serve_with_the_image_profile_models_and_config(builds):
-    """ExecStart, with release.env substituted as systemd does, must parse as a valid `orbox serve`."""
+    """The image's orbox.service is the appliance's, byte for byte; its ExecStart, with release.env
+    substituted as systemd does, must parse as a valid `orbox serve`."""
     rootfs = builds[0] / "rootfs.ext4"
     unit = _debugfs(rootfs, "cat /usr/lib/systemd/system/orbox.service")
+    assert unit == (Path(appliance.__file__).parent / "systemd" / "orbox.service").read_text()
     assert "EnvironmentFile=/etc/orbox/release.env" in unit
     env = dict(line.split("=", 1) for line in _debugfs(rootfs, "cat /etc/orbox/release.env").splitlines())
     [exec_start] = re.findall(r"^ExecStart=(.*)$", unit, re.MULTILINE)
@@ -157,11 +162,75 @@ def test_the_disk_boots_through_grub_with_rauc_slots_and_the_slot_carries_its_ke
                  "device=/dev/vda2", "bootname=A", "device=/dev/vda3", "bootname=B"):
         assert line in conf.splitlines(), line
     assert _debugfs(rootfs, "cat /etc/rauc/keyring.pem") == inputs["keyring"].read_text()
+    assert _debugfs(rootfs, "cat /usr/lib/systemd/system.conf.d/orbox-watchdog.conf").splitlines()[1:] == [
+        "[Manager]", "RuntimeWatchdogSec=30s"], "the dev profile's watchdog timeout"
+    assert "/usr/libexec/orbox/boot-watchdog" in _debugfs(rootfs, "cat /etc/init.d/S01orbox-watchdog")
     disk = (builds[0] / "disk.img").read_bytes()
     env_at = disk.find(b"# GRUB Environment Block\n")
     assert disk[env_at:env_at + 1024].split(b"\n")[1:6] == [b"ORDER=A B", b"A_OK=1", b"A_TRY=0", b"B_OK=0",
                                                            b"B_TRY=0"]
     assert b"A_TRY -lt 3" not in disk and b'"$TRY" -lt 3' in disk, "grub.cfg gives each unconfirmed slot 3 tries"
+
+
+def _bmap(path: Path) -> tuple[int, list[range]]:
+    """(block size, mapped block ranges) of a bmap file."""
+    root = ElementTree.parse(path).getroot()
+    ranges = []
+    for element in root.find("BlockMap"):
+        first, _, last = element.text.strip().partition("-")
+        ranges.append(range(int(first), int(last or first) + 1))
+    return int(root.findtext("BlockSize")), ranges
+
+
+def _gpt(disk: bytes) -> dict[str, range]:
+    """Partition name -> byte range, from the primary GPT (512-byte sectors)."""
+    assert disk[512:520] == b"EFI PART"
+    entries_lba, count, size = struct.unpack_from("<QII", disk, 512 + 72)
+    parts = {}
+    for index in range(count):
+        start = entries_lba * 512 + index * size
+        entry = disk[start:start + size]
+        if entry[:16] != bytes(16):
+            first, last = struct.unpack_from("<QQ", entry, 32)
+            parts[entry[56:128].decode("utf-16-le").rstrip("\0")] = range(first * 512, (last + 1) * 512)
+    return parts
+
+
+def test_bmap_maps_every_used_block_of_esp_slot_a_data_and_both_gpts_and_skips_slot_b(builds, tmp_path):
+    """bmaptool writes only mapped blocks, so flashing over a used disk leaves its old bytes elsewhere:
+    every non-zero block must be mapped, slot B (empty) need not be, and the flashed box must be clean."""
+    disk, bmap = builds[0] / "disk.img", builds[0] / "disk.bmap"
+    data = disk.read_bytes()
+    block, ranges = _bmap(bmap)
+    mapped = {number for blocks in ranges for number in blocks}
+    parts = _gpt(data)
+    assert list(parts) == ["esp", "rootfs-a", "rootfs-b", "data"]
+    zero = bytes(block)
+    assert [n for n in range(len(data) // block) if n not in mapped and data[n * block:(n + 1) * block] != zero] == []
+    assert {0, len(data) // block - 1} <= mapped, "both GPTs (first and last block)"
+    slot_b = range(parts["rootfs-b"].start // block, parts["rootfs-b"].stop // block)
+    assert not mapped & set(slot_b), "the factory slot B is empty: flashing skips it"
+    for name in ("esp", "rootfs-a", "data"):
+        assert mapped & set(range(parts[name].start // block, parts[name].stop // block)), name
+    assert len(mapped) * block < len(data) // 2, "the bmap must save writing most of the disk"
+
+    # bmaptool checks every range's sha256 while copying; onto a file it writes holes elsewhere.
+    copied = tmp_path / "copied.img"
+    subprocess.run(["bmaptool", "copy", "--bmap", str(bmap), str(disk), str(copied)], check=True, capture_output=True)
+    assert copied.read_bytes() == data
+
+    # A used disk: what bmaptool leaves unwritten on a block device keeps its old bytes.
+    used = bytearray(b"\xa5" * len(data))
+    for blocks in ranges:
+        used[blocks.start * block:blocks.stop * block] = data[blocks.start * block:blocks.stop * block]
+    assert _gpt(bytes(used)) == parts
+    for name, fsck in (("esp", ["fsck.vfat", "-n"]), ("rootfs-a", ["e2fsck", "-fn"]), ("data", ["e2fsck", "-fn"])):
+        part = tmp_path / f"{name}.img"
+        part.write_bytes(used[parts[name].start:parts[name].stop])
+        result = subprocess.run([f"/usr/sbin/{fsck[0]}", *fsck[1:], str(part)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+    flashed_sums = _debugfs(tmp_path / "rootfs-a.img", "cat /usr/share/orbox/SHA256SUMS")
+    assert flashed_sums and flashed_sums == _debugfs(builds[0] / "rootfs.ext4", "cat /usr/share/orbox/SHA256SUMS")
 
 
 def test_qemu_boots_the_demo_disk_and_the_self_check_passes(builds, tmp_path):

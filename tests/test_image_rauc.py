@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import struct
+import subprocess
+from importlib import resources
 from pathlib import Path
 
 import pytest
 from image_data.helpers import write_rauc_bundle
 
+from image_build.layer import ReleaseInfo
 from image_build.rauc_bundle import UpdateBundleRejected, check_bundle, signer_from_prefix
+from image_build.rauc_config import PRE_INSTALL_HANDLER
+from image_build.tools import require_tool
 from primitives.update_keys import generate_update_pki
 
 IMAGE = random.Random(3).randbytes(20_000)
@@ -121,3 +127,63 @@ def test_another_signer_and_another_keyring_are_refused(tmp_path, pki, bundle):
     not_a_cert = tmp_path / "keyring.pem"
     not_a_cert.write_text("not a certificate\n")
     assert _refused(path, not_a_cert)
+
+
+def _handler_root(tmp_path: Path, meta: str | None, *, allow_downgrade: bool = False) -> Path:
+    """A chroot with the image's busybox, release.env of a dev box running 2.0.0, and a 'mounted bundle'."""
+    root = tmp_path / "root"
+    for directory in ("bin", "dev", "etc/orbox", "run/orbox", "bundle", "usr/libexec/orbox"):
+        (root / directory).mkdir(parents=True)
+    shutil.copyfile(require_tool("busybox"), root / "bin" / "busybox")
+    os.chmod(root / "bin" / "busybox", 0o755)
+    for applet in ("sh", "cat", "sed", "sort", "tail", "basename"):
+        (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc/orbox/release.env").write_text(
+        ReleaseInfo("dev", "x86_64", "2.0.0", "1.0.0").as_env())
+    handler = root / PRE_INSTALL_HANDLER.lstrip("/")
+    handler.write_bytes((resources.files("image_build") / "defaults" / "rauc-pre-install").read_bytes())
+    os.chmod(handler, 0o755)
+    (root / "bundle" / "rootfs.ext4").write_bytes(IMAGE)
+    if meta is not None:
+        (root / "bundle" / "meta.orbox.conf").write_text(meta)
+    if allow_downgrade:
+        (root / "run/orbox/allow-downgrade").touch()
+    return root
+
+
+def _run_handler(root: Path) -> tuple[int, str]:
+    """Run the handler as RAUC does (RAUC_BUNDLE_MOUNT_POINT set); returns (exit status, what it said)."""
+    result = subprocess.run(["unshare", "--map-root-user", f"--root={root}", PRE_INSTALL_HANDLER],
+                            env={"PATH": "/bin", "RAUC_BUNDLE_MOUNT_POINT": "/bundle"},
+                            capture_output=True, text=True, timeout=30)
+    console = (root / "dev" / "console").read_text() if (root / "dev" / "console").exists() else ""
+    return result.returncode, result.stderr + console
+
+
+def _meta(version: str, min_version: str = "1.0.0", profile: str = "dev") -> str:
+    return f"[meta.orbox]\nmin-version={min_version}\nprofile={profile}\nversion={version}\n"
+
+
+@pytest.mark.parametrize(("meta", "allow_downgrade", "verdict"), [
+    (_meta("3.0.0"), False, "OK 2.0.0 -> 3.0.0"),
+    (_meta("10.0.0"), False, "OK 2.0.0 -> 10.0.0"),  # compared as numbers, not as text
+    (_meta("2.0.0"), False, "REFUSED version 2.0.0 is not newer than the running 2.0.0"),
+    (_meta("1.9.0"), False, "REFUSED version 1.9.0 is not newer than the running 2.0.0"),
+    (_meta("1.9.0"), True, "OK 2.0.0 -> 1.9.0"),
+    (_meta("3.0.0", min_version="2.1.0"), True, "REFUSED bundle needs at least 2.1.0 installed, this box runs 2.0.0"),
+    (_meta("3.0.0", profile="mini-avx2"), False, "REFUSED bundle is for profile 'mini-avx2', this box is 'dev'"),
+    (None, False, "REFUSED bundle has no meta.orbox.conf"),
+])
+def test_pre_install_handler_enforces_the_version_policy(tmp_path, meta, allow_downgrade, verdict):
+    """RAUC 1.8 runs this handler before it marks or writes the target slot: a refusal here writes nothing."""
+    status, said = _run_handler(_handler_root(tmp_path, meta, allow_downgrade=allow_downgrade))
+    assert f"orbox pre-install: {verdict}" in said, said
+    assert status == (0 if verdict.startswith("OK") else 1)
+
+
+def test_pre_install_handler_refuses_a_payload_file_it_cannot_read(tmp_path):
+    """dm-verity turns a tampered block into a read error; the handler reads every file before RAUC writes."""
+    root = _handler_root(tmp_path, _meta("3.0.0"))
+    (root / "bundle" / "sbom.cdx.json").mkdir()  # reading it fails, as a tampered block under dm-verity does
+    status, said = _run_handler(root)
+    assert status == 1 and "REFUSED sbom.cdx.json fails its dm-verity check" in said, said
