@@ -28,7 +28,7 @@ SUMS_PATH = "/usr/share/orbox/SHA256SUMS"
 KEYRING_PATH = "/etc/rauc/keyring.pem"  # the update CA certificate RAUC checks bundles against
 UNIT_DIR = "/usr/lib/systemd/system"
 DEFAULT_UNITS = ("orbox-selfcheck.service", "orbox-payload.service", "orbox-mark-good.service")
-SERVICE_UNIT = "orbox.service"
+APPLIANCE_UNITS = ("orbox.service", "orbox-fleet.service")  # the fleet client exits at once unless [fleet] is set
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ def stage_orbox_layer(
         "/etc/orbox/release.json",
         canonical_json({**release.__dict__, "wheels": [w.filename for w in wheels]}),
     )
-    add(f"{UNIT_DIR}/{SERVICE_UNIT}", source=appliance_unit(SERVICE_UNIT))
+    for unit in APPLIANCE_UNITS:
+        add(f"{UNIT_DIR}/{unit}", source=appliance_unit(unit))
     for unit in DEFAULT_UNITS:
         add(f"{UNIT_DIR}/{unit}", _default(unit))
     for unit_path in spec.units:

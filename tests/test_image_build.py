@@ -24,6 +24,7 @@ from image_data.helpers import MODEL_MARKER
 import appliance
 from appliance.cli import serve
 from appliance.config import parse_config
+from appliance.fleet.cli import run
 from image_build.cli import image
 from image_build.errors import ImageError
 from image_build.qemu import boot_test
@@ -99,7 +100,7 @@ def test_image_defaults_open_no_outbound_connection(builds):
     assert config.http.host in ("127.0.0.1", "::1", "localhost")
     units = [name for name in _debugfs(rootfs, "ls -p /usr/lib/systemd/system").split("/")
              if name.endswith(".service")]
-    assert {"orbox.service", "orbox-selfcheck.service", "orbox-payload.service"} <= set(units)
+    assert {"orbox.service", "orbox-fleet.service", "orbox-selfcheck.service", "orbox-payload.service"} <= set(units)
     for unit in units:
         text = _debugfs(rootfs, f"cat /usr/lib/systemd/system/{unit}")
         assert "IPAddressDeny=any" in text, unit
@@ -125,6 +126,13 @@ def test_the_image_service_starts_orbox_serve_with_the_image_profile_models_and_
     params = serve.make_context("serve", argv[2:]).params
     assert (params["profile_name"], params["bundle_dir"], params["config_path"]) == (
         "dev", "/opt/orbox/models", "/etc/orbox/orbox.toml")
+    fleet = _debugfs(rootfs, "cat /usr/lib/systemd/system/orbox-fleet.service")  # off unless [fleet] is set
+    [exec_start] = re.findall(r"^ExecStart=(.*)$", fleet, re.MULTILINE)
+    argv = shlex.split(re.sub(r"\$\{(\w+)\}", lambda match: env[match.group(1)], exec_start))
+    assert argv[:3] == ["/var/lib/orbox/venv/bin/orbox", "fleet", "run"]
+    params = run.make_context("run", argv[3:]).params
+    assert (params["config_path"], params["profile_name"], params["image_version"]) == (
+        "/etc/orbox/orbox.toml", "dev", env["ORBOX_VERSION"])
     assert "Inode:" in _debugfs(rootfs, "stat /opt/orbox/models/manifest.json")
     assert "/var/lib/orbox/venv" in _debugfs(rootfs, "cat /usr/libexec/orbox/install-payload")
 
