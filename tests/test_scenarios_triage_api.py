@@ -71,6 +71,12 @@ def test_the_audit_keeps_hashes_and_ids_not_the_complaint(triage_server: Server,
     assert complaint.text not in str(record) and complaint.department not in str(record)
 
 
+def test_a_complaint_of_punctuation_or_a_duration_alone_is_answered_not_crashed(triage_server: Server) -> None:
+    for complaint in ("!!!", "3天。"):
+        result = _post(triage_server, {"complaint": complaint, "language": "zh"})
+        assert result["department"] is None and result["urgency"] == "undetermined"
+
+
 @pytest.mark.parametrize(("body", "status", "param"), [
     ({"complaint": " ", "language": "zh"}, 400, "complaint"),
     ({"complaint": "x" * 1001, "language": "zh"}, 400, "complaint"),

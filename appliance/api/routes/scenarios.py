@@ -36,6 +36,7 @@ from appliance.scenarios.admission_note import ADMISSION_NOTE
 from appliance.scenarios.drafting import DraftSpec
 from appliance.scenarios.facts import Fact
 from appliance.scenarios.patient_brief import PATIENT_BRIEF
+from knowledge_base import KnowledgeBaseError
 
 router = APIRouter(tags=["scenarios"])
 _RED_FLAGS: dict[str, triage.RedFlagIndex] = {}  # by KB sha256: read once per KB
@@ -104,7 +105,11 @@ async def triage_guidance(body: TriageRequest, request: Request, ctx: Ctx, calle
         index = _RED_FLAGS.get(served.kb.sha256) or await served.call(triage.RedFlagIndex)
         _RED_FLAGS[served.kb.sha256] = index
         started = time.perf_counter()
-        evidence = await served.call(lambda kb: triage.gather(kb, index, body.complaint, body.language))
+        try:
+            evidence = await served.call(lambda kb: triage.gather(kb, index, body.complaint, body.language))
+        except KnowledgeBaseError as exc:
+            raise ApiError(400, f"complaint: not a usable query ({exc})", code="invalid_request",
+                           param="complaint") from exc
         outside = time.perf_counter() - started
         llm_sha256, chosen, usage = None, None, Usage(0, 0)
         if triage.needs_model(evidence):
