@@ -8,6 +8,7 @@ same bytes (the disk's ceiling for any converter), measured alternately with the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -127,8 +128,12 @@ def run_bench(size_mb: int, shards: int, dtype: str, out_type: str, workdir: Pat
         largest = max(shard_sizes)
         copies, runs = [], []
         for _ in range(repeats):
+            # Each timed run starts with no dirty pages pending: otherwise the writeback of the checkpoint or
+            # of the previous run's output lands in whichever run comes next and decides the ratio.
+            os.sync()
             copies.append(_copy_throughput(model_dir, root / "copy.bin"))
             (root / "copy.bin").unlink()
+            os.sync()
             runs.append(_convert_in_child(model_dir, root / "out.gguf", out_type))
         copy_mb_s = max(copies)
         stats = max(runs, key=lambda run: run["bytes"] / run["seconds"])

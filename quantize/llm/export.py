@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ import numpy as np
 
 from hw_profiles.gguf_types import FLOAT_TYPES, GGUF_TYPES
 from quantize.llm.architecture import HParams, TensorPlan, llama3_rope_factors, read_hparams, tensor_plan, write_hparams
-from quantize.llm.floats import STORAGE, convert, convert_into, is_finite
+from quantize.llm.floats import STORAGE, convert_into
 from quantize.llm.source import CheckpointError, TensorRef, load_config, read_into, read_raw, tensor_index
 from quantize.llm.tokenizer import read_tokenizer, write_tokenizer
 
@@ -80,32 +80,34 @@ class _Scratch:
 def _load(entry: TensorPlan, ref: TensorRef | None, hp: HParams, out_dtype: np.dtype, scratch: _Scratch) -> np.ndarray:
     """Read, transform and convert one tensor; 1-D tensors stay float32 as llama.cpp expects.
 
-    Matrices stream block by block from the shard into the reused output buffer; the few that need a
-    transform (Q/K permutation, on the raw bits) or are 1-D are read whole."""
+    Matrices go into the reused output buffer, block by block (one pass per block that converts and
+    checks for NaN/Inf); 1-D tensors are small and get their own array."""
     if ref is None:
         return llama3_rope_factors(hp)
-    target = out_dtype if entry.is_matrix else np.dtype(np.float32)
-    if entry.transform is not None or not entry.is_matrix:
-        raw = read_raw(ref)
-        _check_finite(raw, ref)
-        if entry.transform is not None:
-            raw = np.ascontiguousarray(entry.transform(raw))
-        return convert(raw, ref.dtype, target)
-    out = scratch.output(ref.shape, target)
-    flat, block = out.reshape(-1), scratch.block(STORAGE[ref.dtype])
-    with open(ref.shard, "rb") as handle:
-        handle.seek(ref.begin)
-        for start in range(0, flat.size, block.size):
-            raw = block[:min(block.size, flat.size - start)]
-            read_into(handle, ref, raw)
-            _check_finite(raw, ref)
-            convert_into(raw, ref.dtype, flat[start:start + raw.size])
+    out = scratch.output(ref.shape, out_dtype) if entry.is_matrix else np.empty(ref.shape, np.float32)
+    flat, start = out.reshape(-1), 0
+    for raw in _raw_blocks(entry, ref, scratch):
+        if not convert_into(raw, ref.dtype, flat[start:start + raw.size]):
+            raise CheckpointError(f"{ref.shard}: tensor {ref.name!r} contains NaN or Inf values")
+        start += raw.size
     return out
 
 
-def _check_finite(raw: np.ndarray, ref: TensorRef) -> None:
-    if not is_finite(raw, ref.dtype):
-        raise CheckpointError(f"{ref.shard}: tensor {ref.name!r} contains NaN or Inf values")
+def _raw_blocks(entry: TensorPlan, ref: TensorRef, scratch: _Scratch) -> Iterator[np.ndarray]:
+    """The tensor's raw storage in blocks of _BLOCK_ELEMENTS: streamed from the shard into one reused
+    block, or, for the few that need a transform (Q/K permutation, on the raw bits) or are 1-D, read whole."""
+    if entry.transform is not None or not entry.is_matrix:
+        raw = read_raw(ref)
+        raw = np.ascontiguousarray(entry.transform(raw) if entry.transform is not None else raw).reshape(-1)
+        yield from (raw[i:i + _BLOCK_ELEMENTS] for i in range(0, raw.size, _BLOCK_ELEMENTS))
+        return
+    block, size = scratch.block(STORAGE[ref.dtype]), int(np.prod(ref.shape, dtype=np.int64))
+    with open(ref.shard, "rb") as handle:
+        handle.seek(ref.begin)
+        for i in range(0, size, block.size):
+            raw = block[:min(block.size, size - i)]
+            read_into(handle, ref, raw)
+            yield raw
 
 
 def convert_checkpoint(

@@ -6,6 +6,12 @@ same arithmetic the converter used element by element (widen exactly to float32,
 nearest even), so the output bytes do not change; only the speed does: numpy's float32 -> float16
 cast runs at about 430 MB/s here, the look-up at about 1.9 GB/s (docs/quantization.md#conversion-speed).
 Finite checks read the raw bits: no NaN or Inf means the exponent field is never all ones.
+
+BF16 -> F16, the common case (bf16 checkpoints, f16 GGUF), skips even the look-up: where the bf16 exponent
+lies in f16's normal range the 8-bit significand fits f16's 11 bits, so the f16 pattern is the bf16 one with
+the exponent re-biased and the significand shifted left by 3, exactly. Seven vectorised uint16 passes do that
+and flag the rest (zeros, f16 subnormals, overflow, Inf/NaN: 0.2 % of a normal(0, 0.02) tensor), which
+the table converts; the flags double as the finite check.
 """
 
 from __future__ import annotations
@@ -43,19 +49,39 @@ def _table(dtype: str, out: np.dtype) -> np.ndarray:
         return narrow(widen(patterns, dtype), out)
 
 
-def convert_into(raw: np.ndarray, dtype: str, out: np.ndarray) -> None:
-    """Write `raw` (storage of `dtype`) into `out` (a storage array of the output type, same size)."""
+def convert_into(raw: np.ndarray, dtype: str, out: np.ndarray) -> bool:
+    """Write `raw` (storage of `dtype`) into `out` (a storage array of the output type, same size).
+
+    Returns False when `raw` holds NaN or Inf (what `out` then holds is unspecified)."""
+    if dtype == "BF16" and out.dtype == np.float16:
+        return _bf16_to_f16(raw, out.view(np.uint16))
+    if not is_finite(raw, dtype):
+        return False
     if dtype in _NON_FINITE_FROM:
         np.take(_table(dtype, out.dtype), raw.view(np.uint16), out=out)
     else:
         out[...] = narrow(raw, out.dtype)
+    return True
 
 
-def convert(raw: np.ndarray, dtype: str, out: np.dtype) -> np.ndarray:
-    """`raw` (storage of `dtype`) as a new array of the output storage dtype `out`."""
-    result = np.empty(raw.shape, dtype=out)
-    convert_into(raw, dtype, result)
-    return result
+# bf16 |bits| of f16's normal range: exponent 113..142 (f16's 1..30 re-biased by 127 - 15 = 112).
+_F16_NORMAL_FROM, _F16_NORMAL_SPAN = 113 << 7, (143 - 113) << 7
+
+
+def _bf16_to_f16(raw: np.ndarray, out: np.ndarray) -> bool:
+    """Exact bf16 -> f16 bits by re-biasing (module docstring); False on NaN/Inf. `out` is a uint16 view."""
+    rest = np.bitwise_and(raw, 0x7FFF)
+    np.subtract(rest, _F16_NORMAL_FROM, out=rest)  # wraps below the range, so one compare tests both ends
+    rest = rest >= _F16_NORMAL_SPAN
+    # (bits << 3) - (112 << 10) mod 2^16 is the re-biased exponent and widened significand; then the sign.
+    np.left_shift(raw, 3, out=out)
+    np.subtract(out, (112 << 10) & 0xFFFF, out=out)
+    np.bitwise_or(out, np.bitwise_and(raw, 0x8000), out=out)
+    where = np.flatnonzero(rest)
+    if not is_finite(raw[where], "BF16"):
+        return False
+    out[where] = _table("BF16", np.dtype(np.float16)).view(np.uint16)[raw[where]]
+    return True
 
 
 def is_finite(raw: np.ndarray, dtype: str) -> bool:
