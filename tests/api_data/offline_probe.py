@@ -3,8 +3,9 @@
 Run it from tests/ as `python -m api_data.offline_probe BUNDLE WORKDIR`, so that `api_data` imports.
 
 `orbox serve` runs under strace (seccomp-filtered, following every worker process) with its
-connect/bind/sendto/sendmsg calls written to a trace file; the test reads the trace and checks that
-no call addressed anything but loopback or a local (AF_UNIX) socket. Prints a JSON summary.
+connect/bind/sendto/sendmsg calls written to a trace file (clone/execve too, so that a stray lookup
+names the process and thread that made it); the test reads the trace and checks that no call
+addressed anything but loopback or a local (AF_UNIX) socket. Prints a JSON summary.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from api_data.fixtures import EMBEDDING_MODEL, LLM_MODEL, serve
 def main(bundle: Path, work: Path) -> None:
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     trace = work / "strace.txt"
-    wrapper = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,bind,sendto,sendmsg", "-o", str(trace)]
+    wrapper = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,bind,sendto,sendmsg,clone,clone3,execve",
+               "-o", str(trace)]
     statuses = {}
     with serve(bundle, work, wrapper=wrapper) as server:
         with server.client() as client:
